@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from fake_gateway import FakeGateway
+
+ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
+GATEWAY_TOKEN = "cf-aig-test-token"
+OPENAI_KEY = "sk-test-openai-key"
+
+# Variables the app reads; tests start from a clean slate, whatever the shell has.
+APP_VARIABLES = (
+    "APP_ENV",
+    "CLOUDFLARE_ACCOUNT_ID",
+    "AI_GATEWAY_ID",
+    "AI_GATEWAY_BASE_URL",
+    "CF_AIG_TOKEN",
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GOOGLE_API_KEY",
+    "OPENAI_BASE_URL",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in APP_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def gateway():
+    with FakeGateway() as fake:
+        yield fake
+
+
+@pytest.fixture
+def gateway_env(gateway, monkeypatch):
+    """Environment of a configured app pointed at the fake gateway."""
+    values = {
+        "CLOUDFLARE_ACCOUNT_ID": ACCOUNT_ID,
+        "AI_GATEWAY_BASE_URL": gateway.url,
+        "CF_AIG_TOKEN": GATEWAY_TOKEN,
+        "OPENAI_API_KEY": OPENAI_KEY,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
