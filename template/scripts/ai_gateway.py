@@ -806,6 +806,8 @@ def cmd_delete(args, settings) -> int:
               file=sys.stderr)
         print(f"Type the gateway id ({gid}) to confirm: ", end="", file=sys.stderr, flush=True)
         answer = sys.stdin.readline().strip()
+        if not sys.stderr.isatty():
+            print(file=sys.stderr)  # the terminal echoed the answer elsewhere: end the line
         if answer != gid:
             raise CliError(f"not deleted: the answer did not match {gid!r}", EXIT_API)
     result = delete_gateway(make_api(args, account, token), gid)

@@ -1,0 +1,295 @@
+"""A loopback stand-in for the Cloudflare v4 AI Gateway API, for tests.
+
+    with FakeCloudflareAPI() as api:
+        env = {"CLOUDFLARE_API_BASE_URL": api.base_url, "CLOUDFLARE_API_TOKEN": api.token}
+        ...
+        assert [r.method for r in api.requests] == ["GET", "POST"]
+
+It plays ``/client/v4/accounts/{account}/ai-gateway/gateways[/{id}]`` with the
+``{success, errors, messages, result}`` envelope, bearer-token checks (401 with code 10000
+for an unknown token, 403 for a read-only token on a write), 404 for a missing gateway, an
+error for an existing id on create, validation of the fields the API requires, paginated
+lists (``page``, ``per_page``, ``result_info``), and injectable faults (status + body +
+headers, e.g. 429 with Retry-After, 5xx, non-JSON bodies; or a delay for timeouts). Every
+request is logged (method, path, query, headers, JSON body, time).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
+TOKEN = "fake-token-sekrit-7f3a9c"          # AI Gateway Read + Edit
+READ_ONLY_TOKEN = "fake-readonly-token-42b1"  # AI Gateway Read only
+PREFIX = "/client/v4/accounts/"
+
+REQUIRED_CREATE = {
+    "id": str,
+    "cache_invalidate_on_update": bool,
+    "cache_ttl": int,
+    "collect_logs": bool,
+    "rate_limiting_interval": int,
+    "rate_limiting_limit": int,
+    "rate_limiting_technique": str,
+}
+REQUIRED_UPDATE = {k: v for k, v in REQUIRED_CREATE.items() if k != "id"}
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict
+    headers: dict
+    body: object
+    at: float
+
+    @property
+    def is_write(self) -> bool:
+        return self.method in ("POST", "PUT", "PATCH", "DELETE")
+
+
+@dataclass
+class Fault:
+    """Answer matching requests with this instead of the normal response (``times`` times)."""
+
+    method: str | None = None      # None: any method
+    path_suffix: str | None = None  # e.g. "/gateways" or "/gateways/demo-gw"
+    status: int = 500
+    body: object = None            # dict -> JSON envelope; str/bytes -> sent raw
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0             # sleep before answering (then answer normally if status==0)
+    times: int = 1
+    apply: bool = False            # carry the request out, then answer with the fault anyway
+
+    def matches(self, method: str, path: str) -> bool:
+        return ((self.method is None or self.method == method)
+                and (self.path_suffix is None or path.endswith(self.path_suffix)))
+
+
+def envelope(result=None, errors=(), success=None, result_info=None) -> dict:
+    env = {"success": not errors if success is None else success,
+           "errors": list(errors), "messages": [], "result": result}
+    if result_info is not None:
+        env["result_info"] = result_info
+    return env
+
+
+class FakeCloudflareAPI:
+    def __init__(self, token: str = TOKEN, read_only_token: str = READ_ONLY_TOKEN,
+                 max_per_page: int = 50, total_count_in_result_info: bool = True):
+        self.token = token
+        self.read_only_token = read_only_token
+        self.max_per_page = max_per_page
+        self.total_count_in_result_info = total_count_in_result_info
+        self.gateways: dict = {}   # account_id -> {gateway_id: gateway}
+        self.requests: list = []
+        self.faults: list = []
+        self._lock = threading.Lock()
+        self._server = None
+        self._thread = None
+
+    # ------------------------------------------------------------ control
+    def start(self) -> "FakeCloudflareAPI":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _handle(self):
+                fake._dispatch(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/client/v4"
+
+    def add_fault(self, **kwargs) -> Fault:
+        fault = Fault(**kwargs)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def seed(self, account_id: str = ACCOUNT_ID, **gateway) -> dict:
+        """Put a gateway in place as if it had been created earlier."""
+        gw = self._new_gateway(account_id, gateway)
+        self.gateways.setdefault(account_id, {})[gw["id"]] = gw
+        return gw
+
+    def writes(self) -> list:
+        return [r for r in self.requests if r.is_write]
+
+    def calls(self) -> list:
+        """(method, path[?query]) of every request, in order."""
+        out = []
+        for r in self.requests:
+            q = "&".join(f"{k}={v}" for k, v in sorted(r.query.items()))
+            out.append((r.method, r.path + (f"?{q}" if q else "")))
+        return out
+
+    # ------------------------------------------------------------ serving
+    def _new_gateway(self, account_id: str, fields: dict) -> dict:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        gw = {"id": fields["id"], "account_id": account_id, "account_tag": account_id,
+              "internal_id": f"int-{fields['id']}", "created_at": now, "modified_at": now,
+              "authentication": False, "log_management": None,
+              "log_management_strategy": None, "logpush": False, "logpush_public_key": None}
+        gw.update(fields)
+        return gw
+
+    def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(h.path)
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        with self._lock:
+            self.requests.append(Request(h.command, parts.path, query, dict(h.headers.items()),
+                                         body, time.monotonic()))
+            fault = next((f for f in self.faults if f.times > 0
+                          and f.matches(h.command, parts.path)), None)
+            if fault:
+                fault.times -= 1
+        if fault:
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.apply:
+                self._route(h.command, parts.path, query, h.headers, body)
+            if fault.status:
+                return self._send(h, fault.status, fault.body, fault.headers)
+        status, payload = self._route(h.command, parts.path, query, h.headers, body)
+        self._send(h, status, payload)
+
+    def _send(self, h, status: int, payload, headers: dict | None = None) -> None:
+        if isinstance(payload, (dict, list)):
+            data, ctype = json.dumps(payload).encode(), "application/json"
+        elif isinstance(payload, str):
+            data, ctype = payload.encode(), "text/html; charset=utf-8"
+        elif isinstance(payload, bytes):
+            data, ctype = payload, "application/octet-stream"
+        else:
+            data, ctype = b"", "text/plain"
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", ctype)
+            h.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                h.send_header(key, value)
+            h.end_headers()
+            h.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout test)
+
+    @staticmethod
+    def _err(status: int, code: int, message: str):
+        return status, envelope(None, [{"code": code, "message": message}])
+
+    def _route(self, method, path, query, headers, body):
+        if not path.startswith(PREFIX):
+            return self._err(404, 7000, "No route for that URI")
+        rest = path[len(PREFIX):].split("/")
+        if len(rest) < 3 or rest[1:3] != ["ai-gateway", "gateways"] or len(rest) > 4:
+            return self._err(404, 7000, "No route for that URI")
+        account_id = rest[0]
+        gateway_id = rest[3] if len(rest) == 4 else None
+        auth = headers.get("Authorization", "")
+        if auth == f"Bearer {self.read_only_token}":
+            if method != "GET":
+                return self._err(403, 10000, "Authentication error")
+        elif auth != f"Bearer {self.token}":
+            return self._err(401, 10000, "Authentication error")
+        with self._lock:
+            gws = self.gateways.setdefault(account_id, {})
+            if gateway_id is None and method == "GET":
+                return self._list(gws, query)
+            if gateway_id is None and method == "POST":
+                return self._create(account_id, gws, body)
+            if gateway_id is None:
+                return self._err(405, 7001, "Method not allowed")
+            gw = gws.get(gateway_id)
+            if gw is None:
+                return self._err(404, 7002, "Not Found")
+            if method == "GET":
+                return 200, envelope(gw)
+            if method == "PUT":
+                return self._update(gw, body)
+            if method == "DELETE":
+                del gws[gateway_id]
+                return 200, envelope({"id": gateway_id})
+            return self._err(405, 7001, "Method not allowed")
+
+    def _list(self, gws, query):
+        try:
+            page = int(query.get("page", 1))
+            per_page = min(int(query.get("per_page", 20)), self.max_per_page)
+        except ValueError:
+            return self._err(400, 7003, "Invalid pagination")
+        items = sorted(gws.values(), key=lambda g: g["id"])
+        chunk = items[(page - 1) * per_page: page * per_page]
+        info = {"page": page, "per_page": per_page, "count": len(chunk)}
+        if self.total_count_in_result_info:
+            info["total_count"] = len(items)
+        return 200, envelope(chunk, result_info=info)
+
+    @staticmethod
+    def _check(body, required) -> str | None:
+        if not isinstance(body, dict):
+            return "Body must be a JSON object"
+        for key, kind in required.items():
+            if key not in body:
+                return f"Missing required field: {key}"
+            if kind is int and (isinstance(body[key], bool) or not isinstance(body[key], int)):
+                return f"{key} must be an integer"
+            if not isinstance(body[key], kind):
+                return f"{key} must be of type {kind.__name__}"
+        if body["rate_limiting_technique"] not in ("fixed", "sliding"):
+            return "rate_limiting_technique must be fixed or sliding"
+        return None
+
+    def _create(self, account_id, gws, body):
+        problem = self._check(body, REQUIRED_CREATE)
+        if problem:
+            return self._err(400, 7003, problem)
+        if body["id"] in gws:
+            return self._err(400, 7006, "A gateway with this id already exists")
+        gw = self._new_gateway(account_id, body)
+        gws[gw["id"]] = gw
+        return 200, envelope(gw)
+
+    def _update(self, gw, body):
+        problem = self._check(body, REQUIRED_UPDATE)
+        if problem:
+            return self._err(400, 7003, problem)
+        gw.update({k: v for k, v in body.items() if k != "id"})
+        gw["modified_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        return 200, envelope(gw)

@@ -1,0 +1,614 @@
+"""scripts/ai_gateway.py run as a subprocess against the loopback v4 API."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pty
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ACCOUNT_ID, TEMPLATE_ROOT
+from fake_cloudflare_api import READ_ONLY_TOKEN, TOKEN, FakeCloudflareAPI
+
+SCRIPT = TEMPLATE_ROOT / "template" / "scripts" / "ai_gateway.py"
+LIST = ("GET", f"/client/v4/accounts/{ACCOUNT_ID}/ai-gateway/gateways?page=1&per_page=50")
+GATEWAYS = f"/client/v4/accounts/{ACCOUNT_ID}/ai-gateway/gateways"
+ENV_IDS = {"development": "demo-gw-development", "staging": "demo-gw-staging",
+           "production": "demo-gw"}
+SETTINGS = {
+    "cache_ttl": 0,
+    "cache_invalidate_on_update": True,
+    "collect_logs": True,
+    "rate_limiting_interval": 60,
+    "rate_limiting_limit": 100,
+    "rate_limiting_technique": "fixed",
+    "authentication": True,
+}
+
+
+def toml_value(value) -> str:
+    return json.dumps(value)  # true/false, ints and "strings" are the same in TOML
+
+
+def write_config(path: Path, envs=("production",), account_id=ACCOUNT_ID, extra=None,
+                 **overrides) -> Path:
+    lines = ["# test settings", f"account_id = {toml_value(account_id)}"]
+    for env in envs:
+        lines += ["", f"[gateways.{env}]", f"id = {toml_value(ENV_IDS[env])}  # comment"]
+        for key, value in {**SETTINGS, **overrides, **(extra or {})}.items():
+            if value is not None:
+                lines.append(f"{key} = {toml_value(value)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def fake():
+    with FakeCloudflareAPI() as api:
+        yield api
+
+
+@pytest.fixture
+def config(tmp_path):
+    return write_config(tmp_path / "ai-gateway.toml")
+
+
+def base_env(fake=None, token=TOKEN, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CLOUDFLARE_", "CF_", "AI_GATEWAY_"))}
+    env.update({"AI_GATEWAY_RETRY_BASE_DELAY": "0.01", "AI_GATEWAY_TIMEOUT": "5"})
+    if fake is not None:
+        env["CLOUDFLARE_API_BASE_URL"] = fake.base_url
+    if token:
+        env["CLOUDFLARE_API_TOKEN"] = token
+    env.update(extra)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def cli(*args, fake=None, config=None, env=None, script=SCRIPT, cwd=None, stdin=None,
+        python_args=()):
+    cmd = [sys.executable, *python_args, str(script), *args]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    proc = subprocess.run(cmd, env=env if env is not None else base_env(fake), cwd=cwd,
+                          capture_output=True, text=True, timeout=60,
+                          stdin=stdin if stdin is not None else subprocess.DEVNULL)
+    output = proc.stdout + proc.stderr
+    # The token must never be printed, whatever happened.
+    for secret in (TOKEN, READ_ONLY_TOKEN):
+        assert secret not in output
+    assert "Traceback" not in output
+    return proc
+
+
+def last_line(proc) -> str:
+    lines = proc.stderr.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def assert_failure(proc, code: int, *fragments: str) -> str:
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    line = last_line(proc)
+    assert line.startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    return line
+
+
+def create_body(gateway_id: str, **overrides) -> dict:
+    return {"id": gateway_id, **SETTINGS, **overrides}
+
+
+# ------------------------------------------------------------------ help and settings
+
+@pytest.mark.parametrize("command", ["list", "get", "create", "update", "delete", "sync"])
+def test_help_for_each_subcommand(command):
+    proc = cli(command, "--help", env=base_env())
+    assert proc.returncode == 0
+    assert f"ai_gateway.py {command}" in proc.stdout
+    for option in ("--json", "--verbose", "--config", "--timeout"):
+        assert option in proc.stdout
+    if command == "sync":
+        assert "--dry-run" in proc.stdout and "--env" in proc.stdout
+    if command == "delete":
+        assert "--yes" in proc.stdout
+
+
+def test_top_level_help_names_every_command_and_the_variables():
+    proc = cli("--help", env=base_env())
+    assert proc.returncode == 0
+    for word in ("list", "get", "create", "update", "delete", "sync", "CLOUDFLARE_API_TOKEN",
+                 "CF_API_TOKEN", "CLOUDFLARE_ACCOUNT_ID", "CLOUDFLARE_API_BASE_URL"):
+        assert word in proc.stdout
+
+
+def test_fallback_toml_parser_matches_tomllib():
+    import tomllib
+
+    spec = importlib.util.spec_from_file_location("ai_gateway_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sample = (
+        '# comment\naccount_id = ""  # trailing\n\n[gateways.production]\n'
+        'id = "demo-gw"\ncache_ttl = 3_600\nneg = -5\nratio = 0.5\nflag = false\n'
+        'escaped = "a \\"quoted\\" \\\\ \\u00e9 \\t tab # not a comment"\n'
+        "literal = 'C:\\path'\nlist = [1, \"two\", true]\n"
+        '[gateways."odd.env"]\n  id = "x"  \n"quoted key" = 1\n'
+    )
+    assert module.parse_toml_subset(sample) == tomllib.loads(sample)
+    for text in TEMPLATE_ROOT.glob("template/ai-gateway.toml*"):
+        assert "gateways" in text.read_text()
+    for bad in ('a = "open', "[t\nx=1", "a = 1 2", "[[arr]]\n", "a = nope", "a = 1\na = 2",
+                "[t]\n[t]\n"):
+        with pytest.raises(ValueError):
+            module.parse_toml_subset(bad)
+
+
+def test_sync_works_without_tomllib(fake, tmp_path):
+    """Python 3.9/3.10 have no tomllib: the script's own parser reads the file."""
+    config = write_config(tmp_path / "ai-gateway.toml", envs=("staging", "production"))
+    blocker = tmp_path / "sitecustomize.py"
+    blocker.write_text("import sys\nsys.modules['tomllib'] = None\n")
+    env = base_env(fake, PYTHONPATH=str(tmp_path))
+    probe = subprocess.run([sys.executable, "-c", "import tomllib"], env=env,
+                           capture_output=True, text=True)
+    assert probe.returncode != 0  # the blocker works
+    proc = cli("sync", config=config, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert [r.body for r in fake.writes()] == [create_body("demo-gw-staging"),
+                                               create_body("demo-gw")]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("account_id = 1\n[gateways.production]\nid='x'\n", "account_id must be a string"),
+    ('account_id = ""\n', "no [gateways.<environment>] table"),
+    ('[gateways.production]\nid = "Bad_ID"\n', "id must be 1 to 64 lowercase"),
+    ('[gateways.production]\nid = "gw"\ncache_ttl = 0\n', "missing cache_invalidate_on_update"),
+    ("this is not toml", "is not valid TOML"),
+])
+def test_bad_settings_file_is_one_line_exit_2(fake, tmp_path, text, fragment):
+    config = tmp_path / "ai-gateway.toml"
+    config.write_text(text)
+    proc = cli("sync", fake=fake, config=config)
+    assert_failure(proc, 2, fragment, str(config))
+    assert fake.requests == []
+
+
+def test_bad_setting_values_are_rejected_before_any_request(fake, tmp_path):
+    for overrides, fragment in [({"cache_ttl": -1}, "cache_ttl must be a whole number >= 0"),
+                                ({"collect_logs": "yes"}, "collect_logs must be true or false"),
+                                ({"rate_limiting_technique": "leaky"}, "must be \"fixed\" or")]:
+        config = write_config(tmp_path / "ai-gateway.toml", **overrides)
+        assert_failure(cli("sync", fake=fake, config=config), 2, fragment)
+    assert fake.requests == []
+
+
+def test_missing_settings_file(fake, tmp_path):
+    proc = cli("sync", fake=fake, config=tmp_path / "nope.toml")
+    assert_failure(proc, 2, "not found", "--config")
+
+
+def test_default_config_is_next_to_scripts_folder_whatever_the_cwd(fake, tmp_path):
+    project = tmp_path / "project"
+    (project / "scripts").mkdir(parents=True)
+    shutil.copy(SCRIPT, project / "scripts" / "ai_gateway.py")
+    write_config(project / "ai-gateway.toml")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = cli("sync", fake=fake, script=project / "scripts" / "ai_gateway.py", cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr
+    assert fake.calls() == [LIST, ("POST", GATEWAYS)]
+
+
+# ------------------------------------------------------------------ sync
+
+def test_first_sync_creates_second_sync_writes_nothing(fake, config):
+    first = cli("sync", fake=fake, config=config)
+    assert first.returncode == 0, first.stderr
+    assert fake.calls() == [LIST, ("POST", GATEWAYS)]
+    post = fake.requests[1]
+    assert post.body == create_body("demo-gw")
+    assert post.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert post.headers["Content-Type"] == "application/json"
+    assert "production: demo-gw: creating" in first.stdout
+    assert "1 created, 0 updated, 0 unchanged (2 API requests, 1 writes)" in first.stdout
+
+    fake.requests.clear()
+    second = cli("sync", fake=fake, config=config)
+    assert second.returncode == 0, second.stderr
+    assert fake.calls() == [LIST]
+    assert fake.writes() == []
+    assert "production: demo-gw: unchanged" in second.stdout
+    assert "(1 API requests, 0 writes)" in second.stdout
+
+
+def test_three_environments_one_read_three_creates_then_one_read(fake, tmp_path):
+    config = write_config(tmp_path / "ai-gateway.toml",
+                          envs=("development", "staging", "production"))
+    first = cli("sync", "--json", fake=fake, config=config)
+    assert first.returncode == 0, first.stderr
+    assert fake.calls() == [LIST] + [("POST", GATEWAYS)] * 3
+    assert [r.body["id"] for r in fake.writes()] == list(ENV_IDS.values())
+    report = json.loads(first.stdout)
+    assert (report["requests"], report["writes"]) == (4, 3)
+    assert [g["action"] for g in report["gateways"]] == ["create"] * 3
+
+    fake.requests.clear()
+    second = cli("sync", "--json", fake=fake, config=config)
+    report = json.loads(second.stdout)
+    assert fake.calls() == [LIST]
+    assert (report["requests"], report["writes"]) == (1, 0)
+    assert [g["action"] for g in report["gateways"]] == ["unchanged"] * 3
+
+
+def test_drift_is_updated_with_a_printed_diff(fake, config):
+    fake.seed(**create_body("demo-gw", cache_ttl=300, rate_limiting_limit=50,
+                            rate_limiting_technique="sliding", logpush=True))
+    proc = cli("sync", fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert fake.calls() == [LIST, ("PUT", f"{GATEWAYS}/demo-gw")]
+    body = fake.requests[1].body
+    assert body == SETTINGS and "id" not in body  # PUT: every setting, no id
+    assert "production: demo-gw: updating" in proc.stdout
+    assert "    cache_ttl: 300 -> 0" in proc.stdout
+    assert "    rate_limiting_limit: 50 -> 100" in proc.stdout
+    assert "    rate_limiting_technique: sliding -> fixed" in proc.stdout
+    assert "logpush" not in proc.stdout  # not in the file: not managed
+    assert "authentication" not in proc.stdout  # matches
+
+    fake.requests.clear()
+    assert cli("sync", fake=fake, config=config).returncode == 0
+    assert fake.writes() == []
+
+
+def test_null_api_values_equal_off(fake, config):
+    fake.seed(**create_body("demo-gw", cache_ttl=None))
+    proc = cli("sync", fake=fake, config=config)
+    assert proc.returncode == 0 and "unchanged" in proc.stdout
+    assert fake.writes() == []
+
+
+def test_dry_run_writes_nothing_and_shows_the_plan(fake, tmp_path):
+    config = write_config(tmp_path / "ai-gateway.toml",
+                          envs=("development", "staging", "production"))
+    fake.seed(**create_body("demo-gw", collect_logs=False))
+    fake.seed(**create_body("demo-gw-staging"))
+    proc = cli("sync", "--dry-run", fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert fake.calls() == [LIST]
+    assert "dry run: nothing is written" in proc.stdout
+    assert "development: demo-gw-development: create" in proc.stdout
+    assert "staging: demo-gw-staging: unchanged" in proc.stdout
+    assert "production: demo-gw: update\n    collect_logs: false -> true" in proc.stdout
+    assert "plan: 1 to create, 1 to update, 1 unchanged" in proc.stdout
+
+    plan = json.loads(cli("sync", "--dry-run", "--json", fake=fake, config=config).stdout)
+    assert plan["dry_run"] is True and plan["writes"] == 0
+    assert plan["gateways"][2] == {"env": "production", "id": "demo-gw", "action": "update",
+                                   "changes": {"collect_logs": {"old": False, "new": True}}}
+    assert fake.writes() == []
+
+
+def test_dry_run_without_token_shows_the_file_offline(config):
+    proc = cli("sync", "--dry-run", config=config,
+               env=base_env(token=None, CLOUDFLARE_API_BASE_URL="http://127.0.0.1:9"))
+    assert proc.returncode == 0, proc.stderr
+    assert "not compared with Cloudflare" in proc.stdout
+    assert "production: demo-gw\n    cache_ttl = 0" in proc.stdout
+    assert "CLOUDFLARE_API_TOKEN" in proc.stderr
+
+
+def test_sync_one_environment(fake, tmp_path):
+    config = write_config(tmp_path / "ai-gateway.toml",
+                          envs=("development", "staging", "production"))
+    proc = cli("sync", "--env", "staging", fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert fake.calls() == [LIST, ("POST", GATEWAYS)]
+    assert fake.requests[1].body == create_body("demo-gw-staging")
+    assert_failure(cli("sync", "--env", "qa", fake=fake, config=config), 2,
+                   "unknown environment 'qa'", "development, staging, production")
+
+
+def test_extra_keys_are_sent_as_is_and_managed(fake, tmp_path):
+    config = write_config(tmp_path / "ai-gateway.toml",
+                          extra={"log_management": 10000, "logpush": False,
+                                 "log_management_strategy": "DELETE_OLDEST"})
+    assert cli("sync", fake=fake, config=config).returncode == 0
+    assert fake.requests[1].body == create_body(
+        "demo-gw", log_management=10000, logpush=False, log_management_strategy="DELETE_OLDEST")
+    fake.gateways[ACCOUNT_ID]["demo-gw"]["log_management"] = 500  # changed in the dashboard
+    fake.requests.clear()
+    proc = cli("sync", fake=fake, config=config)
+    assert "    log_management: 500 -> 10000" in proc.stdout
+    assert fake.calls() == [LIST, ("PUT", f"{GATEWAYS}/demo-gw")]
+    assert fake.requests[1].body["log_management"] == 10000
+
+
+@pytest.mark.parametrize("with_total_count", [True, False])
+def test_sync_reads_every_page_once(tmp_path, with_total_count):
+    with FakeCloudflareAPI(total_count_in_result_info=with_total_count) as fake:
+        for i in range(120):
+            fake.seed(**create_body(f"a-other-{i:03d}"))
+        fake.seed(**create_body("demo-gw"))  # sorts last: page 3
+        config = write_config(tmp_path / "ai-gateway.toml")
+        proc = cli("sync", fake=fake, config=config)
+        assert proc.returncode == 0, proc.stderr
+        assert fake.calls() == [("GET", f"{GATEWAYS}?page={p}&per_page=50") for p in (1, 2, 3)]
+        assert "unchanged" in proc.stdout
+        listed = json.loads(cli("list", "--json", fake=fake, config=config).stdout)
+        assert len(listed) == 121 and listed[-1]["id"] == "demo-gw"
+
+
+def test_exactly_full_last_page_without_total_count_costs_one_empty_page(tmp_path):
+    with FakeCloudflareAPI(total_count_in_result_info=False) as fake:
+        for i in range(50):
+            fake.seed(**create_body(f"gw-{i:02d}"))
+        proc = cli("list", "--json", fake=fake, config=write_config(tmp_path / "c.toml"))
+        assert len(json.loads(proc.stdout)) == 50
+        assert [c[1].split("?")[1] for c in fake.calls()] == ["page=1&per_page=50",
+                                                              "page=2&per_page=50"]
+
+
+def test_a_failing_write_stops_the_sync_and_says_what_was_done(fake, tmp_path):
+    config = write_config(tmp_path / "ai-gateway.toml",
+                          envs=("development", "staging", "production"))
+    fake.add_fault(method="POST", status=400,
+                   body={"success": False, "errors": [{"code": 7003, "message": "Bad thing"}],
+                         "messages": [], "result": None})
+    fake.seed(**create_body("demo-gw-development", cache_ttl=5))
+    proc = cli("sync", fake=fake, config=config)
+    line = assert_failure(proc, 1, 'creating gateway "demo-gw-staging" (staging) failed',
+                          "HTTP 400", "Cloudflare error 7003: Bad thing",
+                          "already done: demo-gw-development")
+    assert "ai-gateway.toml" in line
+    assert [c[0] for c in fake.calls()] == ["GET", "PUT", "POST"]  # production not tried
+
+
+# ------------------------------------------------------------------ the other commands
+
+def test_list_prints_a_table(fake, config):
+    fake.seed(**create_body("demo-gw"))
+    fake.seed(**create_body("other-gw", authentication=False, cache_ttl=60))
+    proc = cli("list", fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    header, *rows = proc.stdout.splitlines()
+    assert header.split() == ["ID", "AUTH", "CACHE_TTL", "LIMIT", "PER_SECONDS", "WINDOW",
+                              "LOGS", "MODIFIED"]
+    assert rows[0].split()[:7] == ["demo-gw", "true", "0", "100", "60", "fixed", "true"]
+    assert rows[1].split()[:3] == ["other-gw", "false", "60"]
+    assert fake.calls() == [LIST]
+
+
+def test_get(fake, tmp_path):
+    config = write_config(tmp_path / "c.toml", envs=("staging", "production"))
+    fake.seed(**create_body("demo-gw-staging"))
+    proc = cli("get", "--env", "staging", "--json", fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["id"] == "demo-gw-staging"
+    assert fake.calls() == [("GET", f"{GATEWAYS}/demo-gw-staging")]
+    human = cli("get", "demo-gw-staging", fake=fake, config=config)
+    assert human.stdout.splitlines()[0].split() == ["id", "demo-gw-staging"]
+    assert "rate_limiting_limit" in human.stdout
+
+    missing = cli("get", "--env", "production", fake=fake, config=config)
+    assert_failure(missing, 1, 'reading gateway "demo-gw" failed', "HTTP 404",
+                   "Cloudflare error 7002: Not Found", "does not exist",
+                   "python3 scripts/ai_gateway.py sync")
+    assert_failure(cli("get", fake=fake, config=config), 2, "choose one with --env")
+
+
+def test_create_and_create_again(fake, config):
+    proc = cli("create", fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert fake.calls() == [("POST", GATEWAYS)]
+    assert fake.requests[0].body == create_body("demo-gw")
+    again = cli("create", fake=fake, config=config)
+    assert_failure(again, 1, "HTTP 400", "7006", "already exists", "use `update` or `sync`")
+    assert len(fake.requests) == 2  # a 4xx is not retried
+
+
+def test_update(fake, config):
+    fake.seed(**create_body("demo-gw", cache_ttl=99))
+    proc = cli("update", "--json", fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert fake.calls() == [("PUT", f"{GATEWAYS}/demo-gw")]
+    assert fake.requests[0].body == SETTINGS
+    assert json.loads(proc.stdout)["cache_ttl"] == 0
+    fake.gateways[ACCOUNT_ID].clear()
+    assert_failure(cli("update", fake=fake, config=config), 1, "HTTP 404", "does not exist")
+
+
+def test_delete_needs_yes_without_a_terminal(fake, config):
+    fake.seed(**create_body("demo-gw"))
+    refused = cli("delete", fake=fake, config=config)
+    assert_failure(refused, 2, "refusing to delete", "--yes")
+    assert fake.requests == []
+    proc = cli("delete", "--yes", fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert fake.calls() == [("DELETE", f"{GATEWAYS}/demo-gw")]
+    assert 'deleted gateway "demo-gw" (production)' in proc.stdout
+    assert fake.gateways[ACCOUNT_ID] == {}
+
+
+@pytest.mark.parametrize("answer, deleted", [("demo-gw", True), ("y", False)])
+def test_delete_asks_on_a_terminal(fake, config, answer, deleted):
+    fake.seed(**create_body("demo-gw"))
+    controller, terminal = pty.openpty()
+    try:
+        os.write(controller, (answer + "\n").encode())
+        proc = cli("delete", fake=fake, config=config, stdin=terminal)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert "Type the gateway id (demo-gw) to confirm" in proc.stderr
+    if deleted:
+        assert proc.returncode == 0, proc.stderr
+        assert fake.calls() == [("DELETE", f"{GATEWAYS}/demo-gw")]
+    else:
+        assert_failure(proc, 1, "not deleted")
+        assert fake.requests == []
+
+
+# ------------------------------------------------------------------ tokens and accounts
+
+def test_missing_token(fake, config):
+    proc = cli("sync", config=config, env=base_env(fake, token=None))
+    assert_failure(proc, 2, "no Cloudflare API token", "CLOUDFLARE_API_TOKEN", "CF_API_TOKEN",
+                   "AI Gateway > Read and Edit", "API Tokens")
+    assert fake.requests == []
+
+
+def test_cf_api_token_is_accepted(fake, config):
+    env = base_env(fake, token=None, CF_API_TOKEN=TOKEN)
+    assert cli("sync", config=config, env=env).returncode == 0
+    assert fake.requests[0].headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_bad_token_is_401_with_the_read_permission_and_no_retry(fake, config):
+    proc = cli("list", config=config, env=base_env(fake, token="wrong-token-xyz"))
+    assert_failure(proc, 1, "listing the gateways failed", "HTTP 401",
+                   "Cloudflare error 10000: Authentication error", '"AI Gateway Read"',
+                   ACCOUNT_ID)
+    assert len(fake.requests) == 1
+    assert "wrong-token-xyz" not in proc.stdout + proc.stderr
+
+
+def test_read_only_token_fails_the_write_naming_the_edit_permission(fake, config):
+    proc = cli("sync", config=config, env=base_env(fake, token=READ_ONLY_TOKEN))
+    assert_failure(proc, 1, 'creating gateway "demo-gw" (production) failed', "HTTP 403",
+                   "10000", '"AI Gateway Edit"')
+    assert [c[0] for c in fake.calls()] == ["GET", "POST"]
+
+
+def test_account_from_environment_wins_over_the_file(fake, tmp_path):
+    other = "f" * 32
+    config = write_config(tmp_path / "c.toml")
+    proc = cli("sync", config=config, env=base_env(fake, CLOUDFLARE_ACCOUNT_ID=other))
+    assert proc.returncode == 0, proc.stderr
+    assert fake.requests[0].path == f"/client/v4/accounts/{other}/ai-gateway/gateways"
+    assert f"account {other} (from CLOUDFLARE_ACCOUNT_ID)" in proc.stdout
+
+    empty = write_config(tmp_path / "empty.toml", account_id="")
+    fake.requests.clear()
+    assert_failure(cli("sync", fake=fake, config=empty), 2, "no Cloudflare account id",
+                   "CLOUDFLARE_ACCOUNT_ID")
+    assert fake.requests == []
+    assert_failure(cli("sync", config=empty, env=base_env(fake, CLOUDFLARE_ACCOUNT_ID="nope")),
+                   2, "must be 32 hex characters")
+
+
+def test_verbose_logs_method_and_url_never_the_token(fake, config):
+    proc = cli("sync", "--verbose", fake=fake, config=config)
+    assert proc.returncode == 0
+    assert f"> GET {fake.base_url}/accounts/{ACCOUNT_ID}/ai-gateway/gateways?page=1&per_page=50" \
+        in proc.stderr
+    assert f"> POST {fake.base_url}/accounts/{ACCOUNT_ID}/ai-gateway/gateways" in proc.stderr
+    assert "< 200 OK" in proc.stderr
+    assert "Bearer" not in proc.stderr
+
+
+# ------------------------------------------------------------------ reliability
+
+def test_429_is_retried_after_retry_after(fake, config):
+    fake.add_fault(method="GET", status=429, headers={"Retry-After": "1"},
+                   body={"success": False, "errors": [{"code": 971, "message": "rate limited"}],
+                         "messages": [], "result": None})
+    proc = cli("sync", fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert fake.calls() == [LIST, LIST, ("POST", GATEWAYS)]
+    assert fake.requests[1].at - fake.requests[0].at >= 0.95
+    assert "HTTP 429 (rate limited), Retry-After 1s; retrying in 1.0s (attempt 2 of 4)" \
+        in proc.stderr
+
+
+def test_5xx_is_retried_then_succeeds(fake, config):
+    fake.add_fault(method="POST", status=503, body="<html>Service Unavailable</html>", times=2)
+    proc = cli("sync", fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert fake.calls() == [LIST] + [("POST", GATEWAYS)] * 3
+    assert proc.stderr.count("HTTP 503; retrying") == 2
+
+
+def test_5xx_gives_up_after_four_attempts(fake, config):
+    fake.add_fault(method="GET", status=502, body=f"<html>Bad gateway {TOKEN}</html>", times=10)
+    proc = cli("sync", fake=fake, config=config)
+    assert_failure(proc, 1, "listing the gateways failed: HTTP 502",
+                   "non-JSON body, text/html", "after 4 attempts", "retry later")
+    assert len(fake.requests) == 4
+    assert "***" in last_line(proc)  # the token echoed by the body was masked
+
+
+def test_5xx_gives_up_with_the_attempts_option(fake, config):
+    fake.add_fault(method="GET", status=500, times=10,
+                   body={"success": False, "errors": [{"code": 10001, "message": "boom"}],
+                         "messages": [], "result": None})
+    proc = cli("list", "--attempts", "2", fake=fake, config=config)
+    assert_failure(proc, 1, "HTTP 500, Cloudflare error 10001: boom after 2 attempts")
+    assert len(fake.requests) == 2
+
+
+def test_4xx_is_not_retried(fake, config):
+    fake.add_fault(method="GET", status=400, times=10,
+                   body={"success": False, "errors": [{"code": 7003, "message": "nope"}],
+                         "messages": [], "result": None})
+    proc = cli("list", fake=fake, config=config)
+    assert_failure(proc, 1, "HTTP 400, Cloudflare error 7003: nope")
+    assert len(fake.requests) == 1
+
+
+def test_timeouts_are_retried(fake, config):
+    fake.add_fault(method="GET", status=0, delay=1.0)  # slow once, then normal
+    proc = cli("sync", "--timeout", "0.3", fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert "no answer within 0.3s; retrying" in proc.stderr
+    assert fake.calls()[:2] == [LIST, LIST]
+
+
+def test_timeouts_give_up(fake, config):
+    fake.add_fault(method="GET", status=0, delay=1.0, times=10)
+    proc = cli("list", "--timeout", "0.2", "--attempts", "3", fake=fake, config=config)
+    assert_failure(proc, 1, "listing the gateways failed: no answer within 0.2s (after 3 "
+                            "attempts)", "--timeout")
+    assert len(fake.requests) == 3
+
+
+def test_a_create_that_went_through_before_a_5xx_is_not_an_error(fake, config):
+    fake.add_fault(method="POST", status=502, body="<html>upstream</html>", apply=True)
+    proc = cli("sync", fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert fake.calls() == [LIST, ("POST", GATEWAYS), ("POST", GATEWAYS),
+                            ("GET", f"{GATEWAYS}/demo-gw")]
+    assert "the first attempt went through" in proc.stderr
+    assert list(fake.gateways[ACCOUNT_ID]) == ["demo-gw"]
+
+
+def test_non_json_success_body(fake, config):
+    fake.add_fault(method="GET", status=200, body=f"<html>Captive portal {TOKEN}</html>")
+    proc = cli("sync", fake=fake, config=config)
+    assert_failure(proc, 1, "HTTP 200 with a body that is not a JSON envelope", "text/html",
+                   "CLOUDFLARE_API_BASE_URL")
+    assert len(fake.requests) == 1
+
+
+def test_success_false_in_a_200_is_an_error(fake, config):
+    fake.add_fault(method="GET", status=200,
+                   body={"success": False, "errors": [{"code": 1234, "message": "odd"}],
+                         "messages": [], "result": None})
+    assert_failure(cli("list", fake=fake, config=config), 1, "HTTP 200, Cloudflare error 1234")
+
+
+def test_connection_refused(config):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = base_env(CLOUDFLARE_API_BASE_URL=f"http://127.0.0.1:{port}/client/v4")
+    proc = cli("sync", config=config, env=env)
+    assert_failure(proc, 1, "listing the gateways failed: connection error",
+                   f"http://127.0.0.1:{port}/client/v4", "after 4 attempts")
