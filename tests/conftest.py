@@ -11,6 +11,16 @@ import pytest
 from copier import run_copy
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
+
+# Tests commit rendered projects and template clones: give git an identity that does
+# not depend on the machine's configuration.
+for _key, _value in {
+    "GIT_AUTHOR_NAME": "template tests",
+    "GIT_AUTHOR_EMAIL": "tests@ai-gateway-starter.invalid",
+    "GIT_COMMITTER_NAME": "template tests",
+    "GIT_COMMITTER_EMAIL": "tests@ai-gateway-starter.invalid",
+}.items():
+    os.environ.setdefault(_key, _value)
 ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
 AUTH_MODES = ("unified-billing", "byok", "request-headers")
 
