@@ -1,0 +1,233 @@
+import { env, exports } from "cloudflare:workers";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { AUTH_MODE, DEFAULT_OPENAI_MODEL, GATEWAY_AUTHENTICATION } from "../src/config";
+import worker from "../src/index";
+import { chatRequest, completion, gatewaySideHeaders, outbound, stubFetch } from "./helpers";
+
+// The fake secrets come from vitest.config.ts; the gateway ids from wrangler.toml [vars].
+const GATEWAY = `https://gateway.ai.cloudflare.com/v1/${env.CLOUDFLARE_ACCOUNT_ID}/${env.AI_GATEWAY_ID}/openai`;
+
+/** The exact auth headers this project's auth mode sends, and nothing else. */
+const AUTH_HEADERS: Record<string, string> = {
+  ...(GATEWAY_AUTHENTICATION ? { "cf-aig-authorization": "Bearer test-gateway-token" } : {}),
+  ...(AUTH_MODE === "request-headers" ? { authorization: "Bearer test-openai-key" } : {}),
+};
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe("GET /health", () => {
+  it("answers ok without calling out", async () => {
+    const spy = stubFetch();
+    const res = await exports.default.fetch("https://worker.test/health");
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ok" });
+    expect(spy).not.toHaveBeenCalled();
+  });
+});
+
+describe("POST /chat", () => {
+  it(`sends the exact ${AUTH_MODE} request to the gateway and answers the reply`, async () => {
+    const spy = stubFetch(completion("Hi there!", { "cf-aig-log-id": "01JLOG", "cf-aig-cache-status": "MISS" }));
+    const res = await exports.default.fetch(chatRequest({ prompt: "Hello" }));
+
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({
+      reply: "Hi there!",
+      model: "gpt-4o-mini-2024-07-18",
+      usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 },
+      log_id: "01JLOG",
+      cache_status: "MISS",
+    });
+    expect(res.headers.get("cf-aig-log-id")).toBe("01JLOG");
+    expect(res.headers.get("cf-aig-cache-status")).toBe("MISS");
+
+    expect(spy).toHaveBeenCalledTimes(1);
+    const sent = await outbound(spy);
+    expect(sent.method).toBe("POST");
+    expect(sent.url).toBe(`${GATEWAY}/chat/completions`);
+    expect(gatewaySideHeaders(sent.headers)).toEqual(AUTH_HEADERS);
+    expect(sent.headers.get("content-type")).toBe("application/json");
+    expect(sent.body).toEqual({ model: DEFAULT_OPENAI_MODEL, messages: [{ role: "user", content: "Hello" }] });
+  });
+
+  it("never sends a provider key outside request-headers mode", async () => {
+    const spy = stubFetch(completion("ok"));
+    await exports.default.fetch(chatRequest({ prompt: "Hello" }));
+    const sent = await outbound(spy);
+    if (AUTH_MODE === "request-headers") {
+      expect(sent.headers.get("authorization")).toBe("Bearer test-openai-key");
+    } else {
+      expect(sent.headers.has("authorization")).toBe(false);
+      expect([...sent.headers.values()].join("\n")).not.toContain("no-provider-key");
+    }
+  });
+
+  it("passes messages, model and a caller's cf-aig-event-id through", async () => {
+    const spy = stubFetch(completion("4"));
+    const messages = [
+      { role: "system", content: "Answer with a number." },
+      { role: "user", content: "2+2?" },
+    ];
+    const res = await exports.default.fetch(
+      chatRequest({ messages, model: "gpt-4.1-nano" }, { "cf-aig-event-id": "trace-42" }),
+    );
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ reply: "4", event_id: "trace-42", log_id: null, cache_status: null });
+    const sent = await outbound(spy);
+    expect(sent.body).toEqual({ model: "gpt-4.1-nano", messages });
+    expect(gatewaySideHeaders(sent.headers)).toEqual({ ...AUTH_HEADERS, "cf-aig-event-id": "trace-42" });
+  });
+
+  it("sends the per-request gateway controls as cf-aig-* headers", async () => {
+    const spy = stubFetch(completion("cached", { "cf-aig-cache-status": "HIT" }));
+    const res = await exports.default.fetch(
+      chatRequest({
+        prompt: "Hello",
+        gateway: {
+          cacheTtl: 3600,
+          skipCache: false,
+          cacheKey: "greeting-v1",
+          metadata: { user: "u-123", team: "search", beta: true, tier: 2 },
+          requestTimeoutMs: 5000,
+          maxAttempts: 3,
+          retryDelayMs: 500,
+          backoff: "exponential",
+          collectLog: false,
+          eventId: "evt-1",
+        },
+      }),
+    );
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ cache_status: "HIT", event_id: "evt-1" });
+    const sent = await outbound(spy);
+    expect(gatewaySideHeaders(sent.headers)).toEqual({
+      ...AUTH_HEADERS,
+      "cf-aig-cache-ttl": "3600",
+      "cf-aig-skip-cache": "false",
+      "cf-aig-cache-key": "greeting-v1",
+      "cf-aig-metadata": '{"user":"u-123","team":"search","beta":true,"tier":2}',
+      "cf-aig-request-timeout": "5000",
+      "cf-aig-max-attempts": "3",
+      "cf-aig-retry-delay": "500",
+      "cf-aig-backoff": "exponential",
+      "cf-aig-collect-log": "false",
+      "cf-aig-event-id": "evt-1",
+    });
+    // The controls travel as headers, never in the provider's body.
+    expect(sent.body).toEqual({ model: DEFAULT_OPENAI_MODEL, messages: [{ role: "user", content: "Hello" }] });
+  });
+
+  it("streams server-sent events through unchanged", async () => {
+    const sse =
+      'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n' +
+      "data: [DONE]\n\n";
+    const spy = stubFetch(
+      () => new Response(sse, { headers: { "content-type": "text/event-stream", "cf-aig-log-id": "01JSTREAM" } }),
+    );
+    const res = await exports.default.fetch(chatRequest({ prompt: "Hello", stream: true }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("text/event-stream");
+    expect(res.headers.get("cf-aig-log-id")).toBe("01JSTREAM");
+    expect(await res.text()).toBe(sse);
+    const sent = await outbound(spy);
+    expect(sent.url).toBe(`${GATEWAY}/chat/completions`);
+    expect(sent.body).toEqual({
+      model: DEFAULT_OPENAI_MODEL,
+      messages: [{ role: "user", content: "Hello" }],
+      stream: true,
+    });
+    expect(gatewaySideHeaders(sent.headers)).toEqual(AUTH_HEADERS);
+  });
+
+  it("uses AI_GATEWAY_BASE_URL when it is set", async () => {
+    const spy = stubFetch(completion("ok"));
+    const res = await worker.fetch(
+      chatRequest({ prompt: "Hello" }),
+      { ...env, AI_GATEWAY_BASE_URL: "http://127.0.0.1:8787/v1/" } as Env,
+    );
+    expect(res.status).toBe(200);
+    expect((await outbound(spy)).url).toBe(
+      `http://127.0.0.1:8787/v1/${env.CLOUDFLARE_ACCOUNT_ID}/${env.AI_GATEWAY_ID}/openai/chat/completions`,
+    );
+  });
+});
+
+describe("errors", () => {
+  it.each([
+    ["bad JSON", "{not json", "the request body must be JSON"],
+    ["a JSON list", "[1, 2]", 'the request body must be a JSON object with "prompt" or "messages"'],
+    ["no prompt", "{}", 'send "prompt" (a non-empty string) or "messages" (a non-empty list of {role, content})'],
+    ["an empty prompt", '{"prompt": "  "}', 'send "prompt" (a non-empty string) or "messages" (a non-empty list of {role, content})'],
+    ["bad messages", '{"messages": [{"role": "user"}]}', 'send "prompt" (a non-empty string) or "messages" (a non-empty list of {role, content})'],
+    ["a bad stream flag", '{"prompt": "x", "stream": "yes"}', '"stream" must be true or false'],
+    ["an unknown gateway option", '{"prompt": "x", "gateway": {"ttl": 1}}', 'unknown gateway option "ttl"'],
+    ["too many attempts", '{"prompt": "x", "gateway": {"maxAttempts": 9}}', "cf-aig-max-attempts must be an integer from 1 to 5 (got 9)"],
+  ])("answers 400 for %s, without calling out", async (_name, body, error) => {
+    const spy = stubFetch();
+    const res = await exports.default.fetch(chatRequest(body));
+    expect(res.status).toBe(400);
+    expect(res.headers.get("content-type")).toContain("application/json");
+    expect(await res.json()).toEqual({ error });
+    expect(spy).not.toHaveBeenCalled();
+  });
+
+  const secrets = [
+    ...(GATEWAY_AUTHENTICATION ? (["CF_AIG_TOKEN"] as const) : []),
+    ...(AUTH_MODE === "request-headers" ? (["OPENAI_API_KEY"] as const) : []),
+  ];
+  it.each(secrets)("answers 500 naming a missing %s, without calling out", async (name) => {
+    const spy = stubFetch();
+    const res = await worker.fetch(chatRequest({ prompt: "Hello" }), { ...env, [name]: "" } as Env);
+    expect(res.status).toBe(500);
+    const body = (await res.json()) as { error: string; missing: string };
+    expect(body.missing).toBe(name);
+    expect(body.error).toContain(`${name} is not set`);
+    expect(body.error).toContain(`wrangler secret put ${name}`);
+    expect(spy).not.toHaveBeenCalled();
+  });
+
+  it("answers 500 naming a missing CLOUDFLARE_ACCOUNT_ID", async () => {
+    const spy = stubFetch();
+    const res = await worker.fetch(chatRequest({ prompt: "Hello" }), { ...env, CLOUDFLARE_ACCOUNT_ID: "" });
+    expect(res.status).toBe(500);
+    expect(await res.json()).toMatchObject({ missing: "CLOUDFLARE_ACCOUNT_ID" });
+    expect(spy).not.toHaveBeenCalled();
+  });
+
+  it("answers 502 with the gateway's status when the gateway fails", async () => {
+    const spy = stubFetch(() =>
+      Response.json(
+        { error: { message: "Rate limit exceeded", type: "rate_limit" } },
+        { status: 429, headers: { "cf-aig-log-id": "01JFAIL" } },
+      ),
+    );
+    const res = await exports.default.fetch(chatRequest({ prompt: "Hello" }));
+    expect(res.status).toBe(502);
+    expect(await res.json()).toEqual({
+      error: "the gateway answered 429",
+      status: 429,
+      detail: { message: "Rate limit exceeded", type: "rate_limit" },
+      log_id: "01JFAIL",
+    });
+    expect(spy).toHaveBeenCalledTimes(1); // no client-side retries: the gateway retries
+  });
+
+  it("answers 502 when the gateway cannot be reached", async () => {
+    stubFetch(new TypeError("Network connection lost."));
+    const res = await exports.default.fetch(chatRequest({ prompt: "Hello" }));
+    expect(res.status).toBe(502);
+    expect(await res.json()).toMatchObject({ status: null });
+  });
+
+  it("answers 404 and 405 as JSON", async () => {
+    stubFetch();
+    const missing = await exports.default.fetch("https://worker.test/nope");
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toEqual({ error: "no route for GET /nope" });
+    const wrong = await exports.default.fetch("https://worker.test/chat");
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.get("allow")).toBe("POST");
+  });
+});
