@@ -1,8 +1,10 @@
 """A loopback HTTP server that plays Cloudflare AI Gateway for the tests.
 
 It records every request (method, path, headers, JSON body) and answers like the
-gateway: an OpenAI chat completion, or server-sent events when asked to stream,
-with the gateway's ``cf-aig-log-id`` and ``cf-aig-cache-status`` headers.
+gateway, in the format of the provider the path names: OpenAI chat completions
+(also Workers AI's and the AI REST API's), Anthropic messages, Gemini
+generateContent; server-sent events when asked to stream. Every answer carries
+the gateway's ``cf-aig-log-id`` and ``cf-aig-cache-status`` headers.
 """
 
 from __future__ import annotations
@@ -42,8 +44,18 @@ class FakeGateway:
 
     @property
     def url(self) -> str:
+        """Stands in for https://gateway.ai.cloudflare.com/v1 (AI_GATEWAY_BASE_URL)."""
+        return f"{self.origin}/v1"
+
+    @property
+    def api_url(self) -> str:
+        """Stands in for https://api.cloudflare.com/client/v4 (CLOUDFLARE_API_BASE_URL)."""
+        return f"{self.origin}/client/v4"
+
+    @property
+    def origin(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host}:{port}"
 
 
 def completion(reply: str, model: str) -> dict:
@@ -61,6 +73,73 @@ def completion(reply: str, model: str) -> dict:
         ],
         "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
     }
+
+
+def anthropic_message(reply: str, model: str) -> dict:
+    return {
+        "id": "msg_test",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": reply}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 3, "output_tokens": 4},
+    }
+
+
+def gemini_content(reply: str) -> dict:
+    return {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": [{"text": reply}]},
+                "finishReason": "STOP",
+                "index": 0,
+            }
+        ]
+    }
+
+
+def answer_for(path: str, body: dict, reply: str) -> tuple[str, bytes]:
+    """Content type and payload in the format of the provider the path names."""
+    model = body.get("model", "")
+    if path.endswith("/anthropic/v1/messages"):
+        if body.get("stream"):
+            return "text/event-stream", anthropic_stream(reply, model)
+        return "application/json", json.dumps(anthropic_message(reply, model)).encode()
+    if ":streamGenerateContent" in path:
+        return "text/event-stream", f"data: {json.dumps(gemini_content(reply))}\n\n".encode()
+    if ":generateContent" in path:
+        return "application/json", json.dumps(gemini_content(reply)).encode()
+    if body.get("stream"):
+        return "text/event-stream", stream_events(reply, model)
+    return "application/json", json.dumps(completion(reply, model)).encode()
+
+
+def anthropic_stream(reply: str, model: str) -> bytes:
+    message = {**anthropic_message("", model), "content": []}
+    events = [
+        ("message_start", {"type": "message_start", "message": message}),
+        (
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": reply},
+            },
+        ),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
 
 
 def stream_events(reply: str, model: str) -> bytes:
@@ -93,15 +172,11 @@ def _handler_for(gateway: FakeGateway) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(length) or b"{}")
             headers = {name.lower(): value for name, value in self.headers.items()}
             gateway.requests.append(Recorded("POST", self.path, headers, body))
-            model = body.get("model", "")
             if gateway.status != 200:
                 error = {"error": {"message": "upstream failed", "type": "server_error"}}
                 self._answer(gateway.status, "application/json", json.dumps(error).encode())
-            elif body.get("stream"):
-                self._answer(200, "text/event-stream", stream_events(gateway.reply, model))
             else:
-                payload = json.dumps(completion(gateway.reply, model)).encode()
-                self._answer(200, "application/json", payload)
+                self._answer(200, *answer_for(self.path, body, gateway.reply))
 
         def _answer(self, status: int, content_type: str, payload: bytes) -> None:
             self.send_response(status)

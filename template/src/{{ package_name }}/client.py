@@ -12,11 +12,15 @@ Headers by auth mode:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from openai import AsyncOpenAI, Omit, OpenAI
 
+from .gateway_options import ChatReply, GatewayResponse
 from .settings import Settings, load_settings
+
+DEFAULT_MODEL = "gpt-4o-mini"
 
 # The SDK refuses to start without a key. In the keyless modes it gets this
 # placeholder, and the Authorization header it would make from it is removed.
@@ -37,17 +41,17 @@ class _KeylessAsyncOpenAI(AsyncOpenAI):
         return None
 
 
-def client_options(settings: Settings, provider: str = "openai") -> dict[str, Any]:
+def client_options(settings: Settings) -> dict[str, Any]:
     """Constructor arguments shared by the sync and async clients."""
     headers: dict[str, Any] = settings.gateway_headers()
     if settings.auth_mode == "request-headers":
-        api_key = settings.provider_key(provider)
+        api_key = settings.provider_key("openai")
     else:
         api_key = _KEYLESS_PLACEHOLDER
         headers["Authorization"] = Omit()
     return {
         "api_key": api_key,
-        "base_url": settings.provider_url(provider),
+        "base_url": settings.provider_url("openai"),
         "default_headers": headers,
     }
 
@@ -64,3 +68,44 @@ def create_async_client(settings: Settings | None = None, **kwargs: Any) -> Asyn
     settings = settings or load_settings()
     cls = AsyncOpenAI if settings.auth_mode == "request-headers" else _KeylessAsyncOpenAI
     return cls(**client_options(settings), **kwargs)
+
+
+def chat_completion(
+    client: OpenAI,
+    messages: list[dict[str, str]],
+    *,
+    model: str,
+    stream: bool = False,
+    headers: Mapping[str, str] | None = None,
+) -> ChatReply:
+    """One chat completion with any OpenAI-compatible client, streamed or not."""
+    options: dict[str, Any] = {"stream": True} if stream else {}
+    if headers:
+        options["extra_headers"] = dict(headers)
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=messages, **options
+    )
+    gateway = GatewayResponse.from_headers(raw.headers)
+    if not stream:
+        return ChatReply([raw.parse().choices[0].message.content or ""], gateway)
+
+    def pieces() -> Iterator[str]:
+        for chunk in raw.parse():
+            text = chunk.choices[0].delta.content if chunk.choices else None
+            if text:
+                yield text
+
+    return ChatReply(pieces(), gateway)
+
+
+def chat(
+    settings: Settings,
+    messages: list[dict[str, str]],
+    *,
+    model: str = DEFAULT_MODEL,
+    stream: bool = False,
+    headers: Mapping[str, str] | None = None,
+) -> ChatReply:
+    """The CLI's entry: OpenAI chat completions through the gateway."""
+    client = create_client(settings, max_retries=0)
+    return chat_completion(client, messages, model=model, stream=stream, headers=headers)
