@@ -23,11 +23,14 @@ PYTHON_FILES = {
     "src/demo_svc/__main__.py",
     "src/demo_svc/cli.py",
     "src/demo_svc/client.py",
+    "src/demo_svc/gateway_options.py",
     "src/demo_svc/settings.py",
     "tests/conftest.py",
     "tests/fake_gateway.py",
     "tests/test_cli.py",
     "tests/test_client.py",
+    "tests/test_gateway_options.py",
+    "tests/test_providers.py",
     "tests/test_settings.py",
 }
 
@@ -97,6 +100,46 @@ def test_three_environments_pick_their_gateways(render_project):
         '    "staging": "demo-gw-staging",\n    "production": "demo-gw",\n}'
     ) in settings
     run_rendered_tests(project)
+
+
+ALL_PROVIDERS = ["anthropic", "google-ai-studio", "workers-ai", "compat"]
+THREE_ENVIRONMENTS = ["development", "staging", "production"]
+
+
+@pytest.mark.parametrize("auth_mode", ["byok", "request-headers"])
+def test_every_provider_and_three_environments(render_project, auth_mode):
+    project = render_project(
+        language="python-app",
+        auth_mode=auth_mode,
+        providers=ALL_PROVIDERS,
+        environments=THREE_ENVIRONMENTS,
+    )
+
+    package = project / "src/demo_svc"
+    for module in ("anthropic", "google_ai_studio", "workers_ai", "compat"):
+        assert (package / f"{module}_client.py").is_file()
+    assert 'PROVIDERS = ["openai", "anthropic", "google-ai-studio", "workers-ai", "compat"]' in (
+        package / "cli.py"
+    ).read_text()
+    dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    assert dependencies["dependencies"] == [
+        "openai>=3.50,<4",
+        "anthropic>=2.12,<3",
+        "google-genai>=3.4,<4",
+        "httpx>=0.28",
+    ]
+    env_example = (project / ".env.example").read_text()
+    for key in ("ANTHROPIC_API_KEY=", "GOOGLE_API_KEY="):
+        assert (key in env_example) is (auth_mode == "request-headers")
+    run_rendered_tests(project)
+
+
+def test_unchosen_providers_are_not_rendered(render_project):
+    project = render_project(language="python-app", providers=["compat"])
+
+    modules = {p.name for p in (project / "src/demo_svc").glob("*_client.py")}
+    assert modules == {"compat_client.py"}
+    assert "anthropic" not in (project / "pyproject.toml").read_text()
 
 
 def test_fresh_venv_install_tests_and_lint(render_project, tmp_path):
