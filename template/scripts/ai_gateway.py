@@ -59,8 +59,8 @@ REQUIRED_SETTINGS = (
 BOOL_SETTINGS = ("cache_invalidate_on_update", "collect_logs", "authentication")
 INT_SETTINGS = ("cache_ttl", "rate_limiting_interval", "rate_limiting_limit")
 TECHNIQUES = ("fixed", "sliding")
-GATEWAY_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-ACCOUNT_ID_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+GATEWAY_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z")
+ACCOUNT_ID_RE = re.compile(r"^[0-9a-fA-F]{32}\Z")
 # The API returns null for an unset optional number or flag; treat it like the "off" value
 # so that a gateway whose API state is null does not look drifted forever.
 NULL_EQUIVALENT = {"cache_ttl": 0, "rate_limiting_interval": 0, "rate_limiting_limit": 0,
