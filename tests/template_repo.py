@@ -22,7 +22,9 @@ from conftest import TEMPLATE_ROOT
 
 # Never part of a template release: VCS data, local environments, caches, build output.
 _IGNORED_TOP = {".git", ".venv", ".cache", "node_modules", ".pytest_cache", ".ruff_cache"}
-_IGNORED_ANYWHERE = shutil.ignore_patterns("__pycache__", "*.pyc", "node_modules", ".pytest_cache")
+_IGNORED_ANYWHERE = shutil.ignore_patterns(
+    "__pycache__", "*.pyc", "node_modules", ".pytest_cache", ".ruff_cache", ".wrangler"
+)
 
 COPIER = [sys.executable, "-m", "copier"]
 # A conflict marker line as git and Copier write them (prose may mention "<<<<<<<").

