@@ -87,7 +87,7 @@ def test_copy_creates_the_gateway(tmp_path, fake, api_env, capfd):
 
 @pytest.mark.parametrize("language", ["typescript-worker", "python-app"])
 def test_copy_with_three_environments_creates_three(tmp_path, fake, api_env, capfd, language):
-    render(tmp_path / "svc", create_gateway=True, language=language,
+    dst = render(tmp_path / "svc", create_gateway=True, language=language,
            environments=["development", "staging", "production"], cache_ttl=120,
            rate_limiting_technique="sliding", gateway_authentication=False,
            auth_mode="request-headers")
@@ -97,6 +97,15 @@ def test_copy_with_three_environments_creates_three(tmp_path, fake, api_env, cap
     assert [r.body for r in fake.writes()] == [
         {"id": gid, **wanted} for gid in ("demo-gw-development", "demo-gw-staging", "demo-gw")]
     assert "3 created, 0 updated, 0 unchanged" in output_of(capfd)
+    # Both targets carry the script verbatim and document it in the README.
+    script = TEMPLATE_ROOT / "template" / "scripts" / "ai_gateway.py"
+    assert (dst / "scripts" / "ai_gateway.py").read_bytes() == script.read_bytes()
+    readme = (dst / "README.md").read_text()
+    section = readme[readme.index("## Managing the gateway"):]
+    assert ("`development` → `demo-gw-development`, `staging` → `demo-gw-staging`, "
+            "`production` → `demo-gw`.") in section
+    assert "python3 scripts/ai_gateway.py sync --dry-run" in section
+    assert ("npm run gateway:sync" in section) == (language == "typescript-worker")
 
 
 def test_api_failure_keeps_the_project_and_says_how_to_retry(tmp_path, fake, api_env, capfd):
