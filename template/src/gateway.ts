@@ -6,9 +6,15 @@ export interface GatewayEnv {
   CLOUDFLARE_ACCOUNT_ID: string;
   AI_GATEWAY_ID: string;
   AI_GATEWAY_BASE_URL?: string;
+  CLOUDFLARE_API_BASE_URL?: string;
   CF_AIG_TOKEN?: string;
   OPENAI_API_KEY?: string;
+  ANTHROPIC_API_KEY?: string;
+  GOOGLE_API_KEY?: string;
 }
+
+/** The provider keys, each sent only in request-headers mode. */
+export type ProviderKeyName = "OPENAI_API_KEY" | "ANTHROPIC_API_KEY" | "GOOGLE_API_KEY";
 
 /** A setting the Worker needs is missing: answered as 500 naming it, before any request. */
 export class MissingSettingError extends Error {
@@ -18,7 +24,7 @@ export class MissingSettingError extends Error {
   }
 }
 
-function required(env: GatewayEnv, name: keyof GatewayEnv, hint: string): string {
+export function required(env: GatewayEnv, name: keyof GatewayEnv, hint: string): string {
   const value = env[name];
   if (typeof value !== "string" || value === "") throw new MissingSettingError(name, hint);
   return value;
@@ -43,7 +49,7 @@ export function gatewayAuthHeaders(env: GatewayEnv): Record<string, string> {
  * The provider key, sent by the Worker only in request-headers mode. In unified-billing and
  * byok modes no provider key exists in the Worker: undefined means "send none".
  */
-export function providerKey(env: GatewayEnv, name: "OPENAI_API_KEY"): string | undefined {
+export function providerKey(env: GatewayEnv, name: ProviderKeyName): string | undefined {
   if (AUTH_MODE !== "request-headers") return undefined;
   return required(env, name, `run \`npx wrangler secret put ${name}\` (locally: .dev.vars)`);
 }
@@ -53,7 +59,7 @@ export function providerKey(env: GatewayEnv, name: "OPENAI_API_KEY"): string | u
  * mode the `Authorization` header is removed (`null`), so no provider key ever leaves the Worker;
  * the gateway adds it (BYOK) or bills through Cloudflare (Unified Billing).
  */
-export function openaiClient(env: GatewayEnv, headers: Record<string, string> = {}): OpenAI {
+export function openaiClient(env: GatewayEnv): OpenAI {
   const apiKey = providerKey(env, "OPENAI_API_KEY");
   return new OpenAI({
     baseURL: gatewayUrl(env, "openai"),
@@ -62,7 +68,6 @@ export function openaiClient(env: GatewayEnv, headers: Record<string, string> = 
     maxRetries: 0, // retries belong to the gateway (cf-aig-max-attempts), not to every caller
     defaultHeaders: {
       ...gatewayAuthHeaders(env),
-      ...headers,
       ...(apiKey === undefined ? { Authorization: null } : {}),
     },
   });

@@ -22,7 +22,7 @@ describe("GET /health", () => {
     const spy = stubFetch();
     const res = await exports.default.fetch("https://worker.test/health");
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ status: "ok" });
+    expect(await res.json()).toMatchObject({ status: "ok", providers: expect.arrayContaining(["openai"]) });
     expect(spy).not.toHaveBeenCalled();
   });
 });

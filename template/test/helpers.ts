@@ -68,10 +68,18 @@ export function completion(content: string, headers: Record<string, string> = {}
 /** A request as the Worker's fetch handler receives it. */
 export type IncomingRequest = Request<unknown, IncomingRequestCfProperties>;
 
-export function chatRequest(body: unknown, headers: Record<string, string> = {}): IncomingRequest {
-  return new Request("https://worker.test/chat", {
+export function chatRequest(body: unknown, headers: Record<string, string> = {}, path = "/chat"): IncomingRequest {
+  return new Request(`https://worker.test${path}`, {
     method: "POST",
     headers: { "content-type": "application/json", ...headers },
     body: typeof body === "string" ? body : JSON.stringify(body),
   }) as IncomingRequest;
 }
+
+/** The fake secrets of vitest.config.ts, as each auth mode sends them. */
+export const FAKE = {
+  token: "test-gateway-token",
+  openai: "test-openai-key",
+  anthropic: "test-anthropic-key",
+  google: "test-google-key",
+} as const;
