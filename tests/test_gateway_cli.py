@@ -16,6 +16,9 @@ from conftest import ACCOUNT_ID, TEMPLATE_ROOT
 from fake_cloudflare_api import READ_ONLY_TOKEN, TOKEN, FakeCloudflareAPI
 
 SCRIPT = TEMPLATE_ROOT / "template" / "scripts" / "ai_gateway.py"
+# The script supports Python 3.9+: AI_GATEWAY_TEST_PYTHON=/path/to/python3.9 runs these tests
+# with another interpreter (the default is the one running pytest).
+PYTHON = os.environ.get("AI_GATEWAY_TEST_PYTHON") or sys.executable
 LIST = ("GET", f"/client/v4/accounts/{ACCOUNT_ID}/ai-gateway/gateways?page=1&per_page=50")
 GATEWAYS = f"/client/v4/accounts/{ACCOUNT_ID}/ai-gateway/gateways"
 ENV_IDS = {"development": "demo-gw-development", "staging": "demo-gw-staging",
@@ -70,9 +73,8 @@ def base_env(fake=None, token=TOKEN, **extra) -> dict:
     return {k: v for k, v in env.items() if v is not None}
 
 
-def cli(*args, fake=None, config=None, env=None, script=SCRIPT, cwd=None, stdin=None,
-        python_args=()):
-    cmd = [sys.executable, *python_args, str(script), *args]
+def cli(*args, fake=None, config=None, env=None, script=SCRIPT, cwd=None, stdin=None):
+    cmd = [PYTHON, str(script), *args]
     if config is not None:
         cmd += ["--config", str(config)]
     proc = subprocess.run(cmd, env=env if env is not None else base_env(fake), cwd=cwd,
@@ -155,7 +157,7 @@ def test_sync_works_without_tomllib(fake, tmp_path):
     blocker = tmp_path / "sitecustomize.py"
     blocker.write_text("import sys\nsys.modules['tomllib'] = None\n")
     env = base_env(fake, PYTHONPATH=str(tmp_path))
-    probe = subprocess.run([sys.executable, "-c", "import tomllib"], env=env,
+    probe = subprocess.run([PYTHON, "-c", "import tomllib"], env=env,
                            capture_output=True, text=True)
     assert probe.returncode != 0  # the blocker works
     proc = cli("sync", config=config, env=env)
@@ -215,8 +217,9 @@ def test_first_sync_creates_second_sync_writes_nothing(fake, config):
     assert post.body == create_body("demo-gw")
     assert post.headers["Authorization"] == f"Bearer {TOKEN}"
     assert post.headers["Content-Type"] == "application/json"
+    assert f"account {ACCOUNT_ID} (from ai-gateway.toml)" in first.stdout
     assert "production: demo-gw: creating" in first.stdout
-    assert "1 created, 0 updated, 0 unchanged (2 API requests, 1 writes)" in first.stdout
+    assert "1 created, 0 updated, 0 unchanged (2 API requests, 1 write)" in first.stdout
 
     fake.requests.clear()
     second = cli("sync", fake=fake, config=config)
@@ -224,7 +227,7 @@ def test_first_sync_creates_second_sync_writes_nothing(fake, config):
     assert fake.calls() == [LIST]
     assert fake.writes() == []
     assert "production: demo-gw: unchanged" in second.stdout
-    assert "(1 API requests, 0 writes)" in second.stdout
+    assert "(1 API request, 0 writes)" in second.stdout
 
 
 def test_three_environments_one_read_three_creates_then_one_read(fake, tmp_path):

@@ -318,7 +318,7 @@ def load_settings(path: Path) -> dict:
     ids = [gw["id"] for gw in gateways.values()]
     if len(set(ids)) != len(ids):
         raise bad("two environments use the same gateway id")
-    return {"account_id": account_id, "gateways": gateways}
+    return {"account_id": account_id, "gateways": gateways, "path": path}
 
 
 def desired_body(gw: dict, with_id: bool) -> dict:
@@ -358,6 +358,7 @@ class Api:
         self.attempts = max(1, attempts)
         self.base_delay = max(0.0, base_delay)
         self.verbose = verbose
+        self.ambiguous = False  # the last write may have reached the API before it failed
         self.requests = 0  # HTTP requests sent (retries included)
         self.writes = 0    # successful POST/PUT/DELETE
 
@@ -406,7 +407,7 @@ class Api:
         url = self._url(gateway_id, query)
         data = json.dumps(body).encode() if body is not None else None
         permission = "AI Gateway Edit" if write else "AI Gateway Read"
-        self.ambiguous = False  # a write that may have reached the API before a failure
+        self.ambiguous = False
         attempt = 0
         while True:
             attempt += 1
@@ -683,7 +684,7 @@ def resolve_account(settings: dict | None) -> tuple:
     if env_value:
         account, source = env_value, "CLOUDFLARE_ACCOUNT_ID"
     elif settings and settings["account_id"]:
-        account, source = settings["account_id"], "ai-gateway.toml"
+        account, source = settings["account_id"], settings["path"].name
     else:
         raise CliError("no Cloudflare account id: set CLOUDFLARE_ACCOUNT_ID or account_id in "
                        "ai-gateway.toml (dashboard > Overview > Account ID)", EXIT_USAGE)
@@ -877,13 +878,17 @@ def cmd_sync(args, settings) -> int:
                 f"{counts['unchanged']} unchanged")
         else:
             out(f"sync done: {counts['create']} created, {counts['update']} updated, "
-                f"{counts['unchanged']} unchanged ({api.requests} API requests, "
-                f"{api.writes} writes)")
+                f"{counts['unchanged']} unchanged ({_count(api.requests, 'API request')}, "
+                f"{_count(api.writes, 'write')})")
     if failure:
         if done:
             failure.message += f" (already done: {', '.join(done)})"
         raise failure
     return EXIT_OK
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _offline_plan(args, settings, envs) -> int:
