@@ -16,9 +16,17 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from conftest import ACCOUNT_ID, render, rendered_files
-from worker_toolchain import REPO, Result, node22_bin_dir, node_env, plain, run, upload_size, vitest_counts
+from worker_toolchain import (
+    REPO,
+    Result,
+    node22_bin_dir,
+    node_env,
+    plain,
+    run,
+    upload_size,
+    vitest_counts,
+)
 
 ALL_PROVIDERS = ["anthropic", "google-ai-studio", "workers-ai", "compat"]
 ALL_ENVIRONMENTS = ["development", "staging", "production"]

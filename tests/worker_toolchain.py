@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
-from node22 import MINIMUM, node_version, package_name  # noqa: E402
+from node22 import MINIMUM, node_version, package_name
 
 NODE22_CACHE = REPO / ".cache" / "node22"
 HOW_TO_GET_NODE22 = (
@@ -74,7 +74,7 @@ class Result:
     output: str
     seconds: float
 
-    def check(self) -> "Result":
+    def check(self) -> Result:
         assert self.returncode == 0, (
             f"`{' '.join(self.args)}` exited {self.returncode} after {self.seconds:.1f}s:\n{self.output[-6000:]}"
         )
@@ -87,7 +87,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -
     start = time.monotonic()
     proc = subprocess.run(
         args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        timeout=timeout, stdin=subprocess.DEVNULL,
+        timeout=timeout, stdin=subprocess.DEVNULL, check=False,
     )
     return Result(args, proc.returncode, proc.stdout, time.monotonic() - start)
 

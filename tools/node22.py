@@ -46,7 +46,7 @@ def node_version(node: str | os.PathLike[str]) -> tuple[int, int, int] | None:
     """``(major, minor, patch)`` of the given node binary, or None if it does not run."""
     try:
         out = subprocess.run(
-            [str(node), "--version"], capture_output=True, text=True, timeout=30
+            [str(node), "--version"], capture_output=True, text=True, timeout=30, check=False
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -87,7 +87,7 @@ def ensure_node22(cache_dir: Path = DEFAULT_CACHE) -> Path:
         proc = subprocess.run(
             [npm, "install", "--prefix", str(cache_dir), "--no-audit", "--no-fund",
              "--no-save", "--loglevel=error", f"{pkg}@{MAJOR}"],
-            capture_output=True, text=True, timeout=600,
+            capture_output=True, text=True, timeout=600, check=False,
         )
         if proc.returncode != 0 or (node_version(binary) or (0,)) < MINIMUM:
             raise Node22Error(
