@@ -97,12 +97,12 @@ class Terminal:
         self.send(keys)
         return self.expect_text(next_text)
 
-    def refused(self, value: str, message: str) -> None:
+    def refused(self, value: str, message: str) -> str:
         """Type ``value`` and enter: the message must show and the question stay open."""
         self.send(CLEAR_LINE + value + ENTER)
         self.drain()
         self.send(REDRAW)
-        self.expect_text(message)
+        return self.expect_text(message)
 
     def finish(self) -> int:
         self.child.expect(pexpect.EOF, timeout=120)
@@ -194,7 +194,10 @@ def session(tmp_path_factory):
                                      ("", "Invalid input")], "50"),
         ]:
             for value, message in bad:
-                term.refused(value, f"{message}")
+                screen = term.refused(value, message)
+                # Copier says only "Invalid input" for a non-number: the help beside it
+                # says what is allowed.
+                assert "a whole number, 0 or more" in " ".join(screen.split()), screen
                 tried += 1
             following = {"cache_ttl": "rate_limiting_interval",
                          "rate_limiting_interval": "rate_limiting_limit",
