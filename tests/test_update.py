@@ -223,7 +223,7 @@ def test_conflict_is_left_inline_and_update_still_exits_0(tmp_path, template, ap
     assert len(api.requests) == calls_before  # create_gateway false: not even copy calls it
 
 
-def test_answers_file_records_the_release_and_no_secret(tmp_path, template, env):
+def test_answers_file_records_the_release_answers_only_and_no_secret(tmp_path, template, env):
     project = tmp_path / "svc"
     _copy(template, project, env, language="typescript-worker")
 
@@ -231,10 +231,14 @@ def test_answers_file_records_the_release_and_no_secret(tmp_path, template, env)
 
     assert answers["_commit"] == "0.1.0"
     assert answers["_src_path"] == str(template)
-    assert set(answers) == {
-        "_commit", "_src_path", "project_name", "description", "language", "account_id",
-        "gateway_id", "auth_mode", "gateway_authentication", "environments", "providers",
-        "cache_ttl", "rate_limiting_interval", "rate_limiting_limit",
-        "rate_limiting_technique", "collect_logs", "create_gateway",
-    }
+    questions = yaml.safe_load((template / "copier.yml").read_text(encoding="utf-8"))
+    computed = {name for name, spec in questions.items()
+                if isinstance(spec, dict) and spec.get("when") is False}
+    asked = {name for name in questions if not name.startswith("_")} - computed
+    # Every answer update needs is there; computed values are never stored (update derives
+    # them again from the answers).
+    assert {"project_name", "language", "account_id", "gateway_id", "auth_mode",
+            "gateway_authentication", "environments", "create_gateway"} <= set(answers)
+    assert set(answers) - {"_commit", "_src_path"} <= asked
+    assert not computed & set(answers)
     assert env["CLOUDFLARE_API_TOKEN"] not in json.dumps(answers)
