@@ -238,7 +238,7 @@ def test_answers_file_records_the_release_answers_only_and_no_secret(tmp_path, t
     # Every answer update needs is there; computed values are never stored (update derives
     # them again from the answers).
     assert {"project_name", "language", "account_id", "gateway_id", "auth_mode",
-            "gateway_authentication", "environments", "create_gateway"} <= set(answers)
+            "environments", "create_gateway"} <= set(answers)
     assert set(answers) - {"_commit", "_src_path"} <= asked
     assert not computed & set(answers)
     assert env["CLOUDFLARE_API_TOKEN"] not in json.dumps(answers)
