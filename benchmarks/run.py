@@ -69,7 +69,7 @@ CHANGE_LINE = "\nChanged in v2 (benchmark template change).\n"
 
 # (quick, full) repetitions per measurement, and warm-up rounds (run first, not recorded).
 REPS = {
-    "copy": (2, 10),
+    "copy": (1, 10),
     "update": (1, 7),
     "worker_startup": (2, 10),
     "wrangler_dev": (2, 5),
