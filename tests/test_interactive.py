@@ -82,7 +82,8 @@ class Terminal:
                 break
             if text in _screen_text(seen):
                 return _screen_text(seen)
-        raise AssertionError(f"{text!r} never showed; the screen had:\n{_screen_text(seen)[-3000:]}")
+        screen = _screen_text(seen)[-3000:]
+        raise AssertionError(f"{text!r} never showed; the screen had:\n{screen}")
 
     def send(self, keys: str) -> None:
         self.child.send(keys)
