@@ -19,7 +19,9 @@ import pytest
 from conftest import ACCOUNT_ID, render, rendered_files
 from worker_toolchain import (
     REPO,
+    FakeGateway,
     Result,
+    WranglerDev,
     node22_bin_dir,
     node_env,
     plain,
@@ -207,7 +209,7 @@ def test_wrangler_toml_without_account_id(rendered):
     config = tomllib.loads((project / "wrangler.toml").read_text())
     assert "account_id" not in config
     assert config["vars"]["CLOUDFLARE_ACCOUNT_ID"] == ""
-    assert "\nCLOUDFLARE_ACCOUNT_ID=\n" in (project / ".dev.vars.example").read_text()
+    assert "\nCLOUDFLARE_ACCOUNT_ID=" not in (project / ".dev.vars.example").read_text()  # secrets only
 
 
 @pytest.mark.parametrize(
@@ -347,3 +349,52 @@ def test_rendered_tests_catch_a_leaked_authorization_header(worker_project):
     out = plain(result.output)
     assert "never sends a provider key outside request-headers mode" in out
     assert vitest_counts(out).get("failed", 0) >= 1
+
+
+@pytest.mark.parametrize("name", ["all-byok", "all-request-headers"])
+def test_wrangler_dev_sends_the_exact_headers_over_real_http(worker_project, name, tmp_path):
+    """`wrangler dev --local` (workerd, real sockets) against a loopback fake gateway: what each
+    provider route really puts on the wire, per auth mode."""
+    project = worker_project(name)
+    request_headers = VARIANTS[name]["auth_mode"] == "request-headers"
+    (project.path / ".dev.vars").write_text(
+        "CF_AIG_TOKEN=tok-gw\nOPENAI_API_KEY=sk-openai\nANTHROPIC_API_KEY=sk-ant\nGOOGLE_API_KEY=g-key\n"
+    )
+    with FakeGateway() as gateway:
+        base = f"http://127.0.0.1:{gateway.port}"
+        extra = [
+            "--var", f"AI_GATEWAY_BASE_URL:{base}/v1",
+            "--var", f"CLOUDFLARE_API_BASE_URL:{base}/client/v4",
+            "--var", f"CLOUDFLARE_ACCOUNT_ID:{ACCOUNT_ID}",  # all-byok renders it empty
+        ]
+        with WranglerDev(project.path, project.env, extra, tmp_path / "wrangler-dev.log") as dev:
+            answers = {
+                route: dev.post(route, {"prompt": "ping"})
+                for route in ["/chat", "/chat/anthropic", "/chat/google-ai-studio", "/chat/compat"]
+            }
+    for route, (status, body) in answers.items():
+        assert status == 200 and body["reply"] == "pong", (route, status, body)
+    seen = {r["path"]: r["headers"] for r in gateway.requests}
+    gw = f"/v1/{ACCOUNT_ID}/demo-gw"
+    assert sorted(seen) == sorted([
+        f"{gw}/openai/chat/completions",
+        f"{gw}/anthropic/v1/messages",
+        f"{gw}/google-ai-studio/v1/models/gemini-2.5-flash:generateContent",
+        f"/client/v4/accounts/{ACCOUNT_ID}/ai/v1/chat/completions",
+    ])
+    auth_names = ("authorization", "cf-aig-authorization", "x-api-key", "x-goog-api-key", "cf-aig-gateway-id")
+
+    def auth(path: str) -> dict[str, str]:
+        return {k: v for k, v in seen[path].items() if k in auth_names}
+
+    gateway_auth = {"cf-aig-authorization": "Bearer tok-gw"}
+    assert auth(f"{gw}/openai/chat/completions") == {
+        **gateway_auth, **({"authorization": "Bearer sk-openai"} if request_headers else {})
+    }
+    assert auth(f"{gw}/anthropic/v1/messages") == {**gateway_auth, **({"x-api-key": "sk-ant"} if request_headers else {})}
+    assert auth(f"{gw}/google-ai-studio/v1/models/gemini-2.5-flash:generateContent") == {
+        **gateway_auth, **({"x-goog-api-key": "g-key"} if request_headers else {})
+    }
+    assert auth(f"/client/v4/accounts/{ACCOUNT_ID}/ai/v1/chat/completions") == {
+        "authorization": "Bearer tok-gw", "cf-aig-gateway-id": "demo-gw"
+    }

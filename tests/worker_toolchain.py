@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
@@ -111,3 +112,124 @@ def vitest_counts(output: str) -> dict[str, int]:
     line = next((ln for ln in plain(output).splitlines() if ln.strip().startswith("Tests ")), None)
     assert line, f"no vitest 'Tests' line:\n{output[-3000:]}"
     return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|todo)", line)}
+
+
+class FakeGateway:
+    """A loopback HTTP server playing the gateway and the unified API: records every request and
+    answers like the provider the path names. Only 127.0.0.1, bounded by the test's lifetime."""
+
+    def __init__(self):
+        import http.server
+        import json
+        import threading
+
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                outer.requests.append({
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": json.loads(body or b"null"),
+                })
+                if self.path.endswith("/anthropic/v1/messages"):
+                    answer = {"id": "m", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                              "content": [{"type": "text", "text": "pong"}], "stop_reason": "end_turn",
+                              "usage": {"input_tokens": 1, "output_tokens": 1}}
+                elif self.path.endswith(":generateContent"):
+                    answer = {"candidates": [{"content": {"role": "model", "parts": [{"text": "pong"}]}, "index": 0}],
+                              "modelVersion": "gemini-2.5-flash"}
+                else:
+                    answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                              "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"},
+                                           "finish_reason": "stop"}]}
+                out = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(out)))
+                self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WranglerDev:
+    """`wrangler dev --local` in its own process group, stopped (that group only) on exit."""
+
+    def __init__(self, cwd: Path, env: dict[str, str], extra: list[str], log: Path):
+        self.port = free_port()
+        self.args = ["npx", "wrangler", "dev", "--local", "--ip", "127.0.0.1", "--port", str(self.port), *extra]
+        self.cwd, self.env, self.log = cwd, env, log
+
+    def __enter__(self) -> Self:
+        import time
+        import urllib.request
+
+        self.log_file = self.log.open("w")
+        self.proc = subprocess.Popen(
+            self.args, cwd=self.cwd, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as res:
+                    if res.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.5)
+        self.__exit__()
+        raise AssertionError(f"wrangler dev did not come up:\n{self.log.read_text()[-3000:]}")
+
+    def post(self, path: str, body: dict) -> tuple[int, dict]:
+        import json
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=json.dumps(body).encode(),
+            headers={"content-type": "application/json"}, method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as res:
+                return res.status, json.loads(res.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=15)
+        self.log_file.close()

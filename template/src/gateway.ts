@@ -33,7 +33,7 @@ export function required(env: GatewayEnv, name: keyof GatewayEnv, hint: string):
 /** `{AI_GATEWAY_BASE_URL}/{account}/{gateway}/{provider}` without a trailing slash. */
 export function gatewayUrl(env: GatewayEnv, provider: string): string {
   const base = (env.AI_GATEWAY_BASE_URL || DEFAULT_GATEWAY_BASE_URL).replace(/\/+$/, "");
-  const account = required(env, "CLOUDFLARE_ACCOUNT_ID", "set it in wrangler.toml [vars] or .dev.vars");
+  const account = required(env, "CLOUDFLARE_ACCOUNT_ID", "set it in wrangler.toml [vars] (Dashboard > Overview > Account ID)");
   const gateway = required(env, "AI_GATEWAY_ID", "set it in wrangler.toml [vars]");
   return `${base}/${account}/${gateway}/${provider}`;
 }

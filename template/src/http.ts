@@ -10,8 +10,9 @@ export class UpstreamError extends Error {
     readonly status: number | null,
     readonly detail: unknown = null,
     readonly logId: string | null = null,
+    reason = "",
   ) {
-    super(status ? `the gateway answered ${status}` : "could not reach the gateway");
+    super(status ? `the gateway answered ${status}` : `could not reach the gateway${reason ? `: ${reason}` : ""}`);
     this.name = "UpstreamError";
   }
 }
@@ -37,12 +38,13 @@ export function errorResponse(err: unknown): Response {
   if (err instanceof BadRequestError) return json({ error: err.message }, 400);
   if (err instanceof MissingSettingError) return json({ error: err.message, missing: err.setting }, 500);
   if (err instanceof OpenAI.APIError) {
-    err = new UpstreamError(err.status ?? null, err.error ?? null, err.headers?.get("cf-aig-log-id") ?? null);
+    const reason = err.cause instanceof Error ? err.cause.message : err.message;
+    err = new UpstreamError(err.status ?? null, err.error ?? null, err.headers?.get("cf-aig-log-id") ?? null, reason);
   }
   if (err instanceof UpstreamError) {
     return json(
       {
-        error: err.status ? err.message : `could not reach the gateway: ${String(err.cause ?? err.message)}`,
+        error: err.message,
         status: err.status,
         detail: err.detail,
         log_id: err.logId,

@@ -218,7 +218,7 @@ describe("errors", () => {
     stubFetch(new TypeError("Network connection lost."));
     const res = await exports.default.fetch(chatRequest({ prompt: "Hello" }));
     expect(res.status).toBe(502);
-    expect(await res.json()).toMatchObject({ status: null });
+    expect(await res.json()).toMatchObject({ status: null, error: "could not reach the gateway: Network connection lost." });
   });
 
   it("answers 404 and 405 as JSON", async () => {
