@@ -14,7 +14,6 @@ import shutil
 import tomllib
 from pathlib import Path
 
-import jsonschema
 import pytest
 from conftest import ACCOUNT_ID, render, rendered_files
 from worker_toolchain import (
@@ -274,6 +273,8 @@ def test_environments_without_production(rendered):
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_wrangler_toml_matches_wranglers_schema(worker_project, name):
+    import jsonschema  # requirements-dev.txt; imported here so a missing copy fails this test only
+
     project = worker_project(name)
     schema = json.loads((project.path / "node_modules/wrangler/config-schema.json").read_text())
     config = tomllib.loads((project.path / "wrangler.toml").read_text())
