@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """What ai-gateway-starter costs its users, measured side by side in one run.
 
-    .venv/bin/python benchmarks/run.py            # full run (~15 min on 2 cores)
+    .venv/bin/python benchmarks/run.py            # full run (~10 min on 2 cores)
     .venv/bin/python benchmarks/run.py --quick    # every measurement, fewest repetitions (CI)
     .venv/bin/python benchmarks/run.py --only copy,update --reps 5 --json out.json
+    .venv/bin/python benchmarks/profile_copy.py   # where copier copy spends its time, by phase
 
 Measurements (each comparison interleaved A B A B ... in the same run; ratios are taken per
 pair, then their median and spread are reported, so a noisy machine shifts both sides alike):
@@ -69,11 +70,11 @@ CHANGE_LINE = "\nChanged in v2 (benchmark template change).\n"
 
 # (quick, full) repetitions per measurement, and warm-up rounds (run first, not recorded).
 REPS = {
-    "copy": (1, 10),
-    "update": (1, 7),
-    "worker_startup": (2, 10),
-    "wrangler_dev": (2, 5),
-    "python_chat": (3, 15),
+    "copy": (1, 20),
+    "update": (1, 12),
+    "worker_startup": (2, 15),
+    "wrangler_dev": (2, 8),
+    "python_chat": (3, 20),
     "python_import": (3, 20),
 }
 WARMUP = {

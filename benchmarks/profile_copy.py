@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Where `copier copy` spends its time: our targets vs the one-file template, by Copier phase.
+
+    .venv/bin/python benchmarks/profile_copy.py [--runs 5]
+
+Runs `copier.run_copy` in-process under pyinstrument (same template repos as run.py) and sums,
+per phase, the time of the outermost call of each Copier function below, averaged over runs.
+Phases overlap (rendering a file compiles Jinja, for instance): they say where time goes, they
+do not add up to the total. Process start and `import copier` come first, measured apart.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as bench  # noqa: E402
+
+# phase -> (function name, file name) of Copier's own code.
+PHASES = {
+    "total (run_copy)": ("run_copy", "_main.py"),
+    "clone template repo": ("clone", "_vcs.py"),
+    "questions (defaults, validators)": ("_ask", "_main.py"),
+    "render file names": ("_render_path", "_main.py"),
+    "render files": ("_render_file", "_main.py"),
+    "Jinja compile (all)": ("compile", "environment.py"),
+    "git index exec bit sync": ("_sync_git_index_executable_bit", "_main.py"),
+    "tasks": ("_execute_tasks", "_main.py"),
+    "clean-up (rm clone)": ("_cleanup", "_template.py"),
+}
+
+
+def profile(src: Path, data: dict, dst: Path, runs: int) -> dict[str, float]:
+    from copier import run_copy
+    from pyinstrument import Profiler
+
+    totals = dict.fromkeys(PHASES, 0.0)
+    for _ in range(runs):
+        shutil.rmtree(dst, ignore_errors=True)
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+        run_copy(str(src), str(dst), data=data, defaults=True, unsafe=True, vcs_ref="HEAD", quiet=True)
+        profiler.stop()
+
+        def walk(frame, seen: frozenset) -> None:
+            key = (frame.function, Path(frame.file_path or "").name)
+            for phase, wanted in PHASES.items():
+                if key == wanted and phase not in seen:
+                    totals[phase] += frame.time / runs
+                    seen = seen | {phase}
+            for child in frame.children:
+                walk(child, seen)
+
+        walk(profiler.last_session.root_frame(), frozenset())
+    shutil.rmtree(dst, ignore_errors=True)
+    return totals
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    python = bench.copier_python()
+    starts = []
+    for _ in range(5):
+        t = time.perf_counter()
+        subprocess.run([python, "-c", "import copier"], check=True)
+        starts.append(time.perf_counter() - t)
+    print(f"python -c 'import copier' (process start + import), median of 5: "
+          f"{sorted(starts)[2]:.3f} s: paid alike by every template\n")
+
+    work = Path(tempfile.mkdtemp(prefix="aig-profile-"))
+    try:
+        templates = bench.Templates(work)
+        variants = templates.variants()
+        results = {name: profile(src, data, work / f"out-{i}", args.runs)
+                   for i, (name, src, data) in enumerate(variants)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    names = [name for name, *_ in variants]
+    print("| phase (s, mean of %d) | %s |" % (args.runs, " | ".join(names)))
+    print("| --- |" + " --- |" * len(names))
+    for phase in PHASES:
+        print(f"| {phase} | " + " | ".join(f"{results[n][phase]:.3f}" for n in names) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
