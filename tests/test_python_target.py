@@ -58,7 +58,7 @@ def test_every_auth_mode_renders_and_its_tests_pass(render_project, auth_mode):
     assert ("OPENAI_API_KEY=" in env_example) is (auth_mode == "request-headers")
     readme = (project / "README.md").read_text()
     assert f"This project uses **`{auth_mode}`**" in readme
-    assert "**AI Gateway: Read** is enough" in readme
+    assert "gateway access: **AI Gateway: Run**" in readme
     run_rendered_tests(project)
 
 
