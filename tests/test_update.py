@@ -153,12 +153,20 @@ def test_update_recopy_and_changed_answer_keep_owner_edits(tmp_path, template, a
     assert len(api.requests) == calls_before, api.calls()[calls_before:]
     commit_all(project, "update to 0.2.0")
 
-    # 2. Change an answer on update: auth mode unified-billing -> request-headers.
-    result = copier(*UPDATE, "--data", "auth_mode=request-headers", cwd=project, env=env)
+    # 2. Change answers on update: auth mode unified-billing -> request-headers, and a
+    # staging environment next to production (its gateway is NOT created: update never
+    # calls the API; README says to run sync).
+    result = copier(*UPDATE, "--data", "auth_mode=request-headers",
+                    "--data", 'environments=["staging", "production"]', cwd=project, env=env)
 
     assert result.returncode == 0, result.stderr
     assert _answers(project)["auth_mode"] == "request-headers"
+    assert _answers(project)["environments"] == ["staging", "production"]
     assert _answers(project)["_commit"] == "0.2.0"
+    gateways = tomllib.loads((project / "ai-gateway.toml").read_text(encoding="utf-8"))
+    assert {env_name: table["id"] for env_name, table in gateways["gateways"].items()} == {
+        "staging": "demo-gw-staging", "production": "demo-gw"}
+    assert sorted(api.gateways[BASE_ANSWERS["account_id"]]) == ["demo-gw"]
     if language == "python-app":
         settings = (project / "src/demo_svc/settings.py").read_text(encoding="utf-8")
         assert 'AUTH_MODE = "request-headers"' in settings
@@ -168,6 +176,9 @@ def test_update_recopy_and_changed_answer_keep_owner_edits(tmp_path, template, a
         assert 'export const AUTH_MODE: AuthMode = "request-headers";' in config
         wrangler = tomllib.loads((project / "wrangler.toml").read_text(encoding="utf-8"))
         assert wrangler["secrets"]["required"] == ["CF_AIG_TOKEN", "OPENAI_API_KEY"]
+        assert wrangler["env"]["staging"]["vars"]["AI_GATEWAY_ID"] == "demo-gw-staging"
+        assert wrangler["env"]["staging"]["secrets"]["required"] == ["CF_AIG_TOKEN",
+                                                                     "OPENAI_API_KEY"]
         assert "\nOPENAI_API_KEY=\n" in (project / ".dev.vars.example").read_text(
             encoding="utf-8")
     assert "**`request-headers`**" in (project / "README.md").read_text(encoding="utf-8")
@@ -186,6 +197,7 @@ def test_update_recopy_and_changed_answer_keep_owner_edits(tmp_path, template, a
     answers = _answers(project)
     assert answers["_commit"] == "0.2.0"
     assert answers["auth_mode"] == "request-headers"
+    assert answers["environments"] == ["staging", "production"]
     assert OWNER_README_LINE not in (project / "README.md").read_text(encoding="utf-8")
     assert "Owner's edit" not in (project / source).read_text(encoding="utf-8")
     assert (project / OWNER_NEW_FILE).read_text(encoding="utf-8") == OWNER_NEW_TEXT
