@@ -82,9 +82,21 @@ BAD_DATA = [
     ("environments-suffix-too-long", {"gateway_id": G60, "environments": ["staging", "production"]},
      f'gateway_id "{G60}" is too long to add an environment suffix: the derived gateway ids must '
      "stay within 64 characters"),
-    ("environments-not-confirmed",
-     {"environments": ["staging", "production"], "gateway_ids_confirmed": False},
-     "change gateway_id or environments to get the gateway ids you want"),
+    # ids typed per environment when the derived ones are not confirmed
+    ("development_gateway_id-uppercase",
+     {"environments": ["development", "production"], "gateway_ids_confirmed": False,
+      "development_gateway_id": "Dev-GW"},
+     'the development gateway ID must be 1 to 64 lowercase letters, digits and hyphens, not '
+     'starting or ending with a hyphen (got "Dev-GW")'),
+    ("staging_gateway_id-trailing-hyphen",
+     {"environments": ["staging", "production"], "gateway_ids_confirmed": False,
+      "staging_gateway_id": "stg-"},
+     'the staging gateway ID must be 1 to 64 lowercase letters, digits and hyphens, not '
+     'starting or ending with a hyphen (got "stg-")'),
+    ("production_gateway_id-too-long",
+     {"environments": ["staging", "production"], "gateway_ids_confirmed": False,
+      "production_gateway_id": "p" * 65},
+     "the production gateway ID must be 1 to 64 lowercase letters, digits and hyphens"),
     # choices outside the list
     ("language-unknown", {"language": "rust"},
      "Invalid choice for 'language': 'rust' is not in ['typescript-worker', 'python-app']"),
@@ -199,7 +211,7 @@ def test_every_validated_question_has_refusal_cases():
                                                 or spec.get("type") == "int")
                  and spec.get("when") is not False}
     covered = {re.split(r"-", case_id)[0] for case_id, _, _ in BAD_DATA} | {
-        # already in tests/test_questions.py, or refused through environments' validator
+        # a plain yes/no: "no" asks for each environment's id (cases above)
         "gateway_ids_confirmed",
     }
     assert validated <= covered, validated - covered

@@ -14,6 +14,7 @@ BAD_ANSWERS = [
     ("project_name", "9lives", "project_name must start with a lowercase letter"),
     ("project_name", "a" * 55, "at most 54 characters"),
     ("project_name", "import", 'project_name "import" is a Python keyword'),
+    ("project_name", "openai", 'project_name "openai" would shadow the Python module'),
     ("account_id", "0123456789ABCDEF0123456789ABCDEF", "account_id must be 32 lowercase hex"),
     ("account_id", "0123456789abcdef", "account_id must be 32 lowercase hex"),
     ("gateway_id", "-prod", "gateway_id must be 1 to 64 lowercase letters"),
@@ -62,3 +63,27 @@ def test_existing_destination_is_left_untouched(tmp_path):
 
     assert result.returncode == 1
     assert sorted(p.name for p in dst.iterdir()) == ["keep.txt"]
+
+
+def test_unconfirmed_gateway_ids_are_typed_per_environment(render_project):
+    project = render_project(
+        language="python-app",
+        environments=["staging", "production"],
+        gateway_ids_confirmed=False,
+        staging_gateway_id="stg-gw",
+        production_gateway_id="prod-gw",
+    )
+
+    settings = (project / "src/demo_svc/settings.py").read_text()
+    assert '    "staging": "stg-gw",\n    "production": "prod-gw",\n' in settings
+    toml = (project / "ai-gateway.toml").read_text()
+    assert '[gateways.staging]\nid = "stg-gw"' in toml
+    assert '[gateways.production]\nid = "prod-gw"' in toml
+
+
+def test_keyless_modes_do_not_ask_about_gateway_authentication(render_project):
+    project = render_project(language="python-app", auth_mode="byok")
+
+    answers = (project / ".copier-answers.yml").read_text()
+    assert "gateway_authentication" not in answers
+    assert "GATEWAY_AUTHENTICATION = True" in (project / "src/demo_svc/settings.py").read_text()
