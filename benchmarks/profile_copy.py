@@ -106,7 +106,7 @@ def main() -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     names = [name for name, *_ in variants]
-    print("| phase (s, mean of %d) | %s |" % (args.runs, " | ".join(names)))
+    print(f"| phase (s, mean of {args.runs}) | {' | '.join(names)} |")
     print("| --- |" + " --- |" * len(names))
     for phase in PHASES:
         if "run_update" in phase and not args.update:

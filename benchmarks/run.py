@@ -659,9 +659,25 @@ def bench_python(templates: Templates, work: Path, reps: dict, warmup: dict) -> 
 # 5. Gateway sync: requests per run
 
 
+def sync_once(api, project: Path, env: dict) -> dict:
+    """Run `ai_gateway.py sync --json` once; the requests it made, as the fake API saw them."""
+    before = len(api.requests)
+    seconds, proc = run([sys.executable, "scripts/ai_gateway.py", "sync", "--json"], cwd=project, env=env)
+    made = api.requests[before:]
+    counts: dict[str, int] = {}
+    for request in made:
+        counts[request.method] = counts.get(request.method, 0) + 1
+    return {
+        "requests": len(made),
+        "writes": sum(1 for r in made if r.is_write),
+        "by_method": counts,
+        "reported_requests": json.loads(proc.stdout).get("requests"),
+        "seconds": round(seconds, 3),
+    }
+
+
 def bench_sync(templates: Templates, work: Path) -> dict:
     fake_api = load_module(ROOT / "tests" / "fake_cloudflare_api.py", "bench_fake_cloudflare_api")
-    python = sys.executable
     result = {}
     for environments in (["production"], ["development", "staging", "production"]):
         project = work / f"sync-{len(environments)}"
@@ -671,29 +687,10 @@ def bench_sync(templates: Templates, work: Path) -> dict:
         with fake_api.FakeCloudflareAPI() as api:
             env = clean_env(CLOUDFLARE_API_BASE_URL=api.base_url, CLOUDFLARE_API_TOKEN=api.token,
                             AI_GATEWAY_TIMEOUT="10")
-            runs = {}
-
-            def sync(label: str) -> None:
-                before = len(api.requests)
-                seconds, proc = run([python, "scripts/ai_gateway.py", "sync", "--json"], cwd=project, env=env)
-                made = api.requests[before:]
-                reported = json.loads(proc.stdout)
-                counts: dict[str, int] = {}
-                for request in made:
-                    counts[request.method] = counts.get(request.method, 0) + 1
-                runs[label] = {
-                    "requests": len(made),
-                    "writes": sum(1 for r in made if r.is_write),
-                    "by_method": counts,
-                    "reported_requests": reported.get("requests"),
-                    "seconds": round(seconds, 3),
-                }
-
-            sync("first")
-            sync("repeat")
+            runs = {"first": sync_once(api, project, env), "repeat": sync_once(api, project, env)}
             for gateway in api.gateways[ACCOUNT_ID].values():  # someone changed them in the dashboard
                 gateway["cache_ttl"] = 3600
-            sync("after_drift")
+            runs["after_drift"] = sync_once(api, project, env)
         n = len(environments)
         result[f"{n}_env"] = {
             "environments": environments,
@@ -759,22 +756,24 @@ def table(results: dict) -> str:
         chat = python["chat"]
         for key, label in (("first_byte", "first byte"), ("exit", "exit")):
             rows.append(f"| `python -m {PACKAGE} chat hi` until {label}, vs bare httpx | "
-                        f"{chat['sdk-cli'][key]['median']:.3f} s | {chat['bare-httpx'][key]['median']:.3f} s | "
-                        f"{fmt_ratio(chat[f'ratio_{key}'])} |")
+                        f"{chat['sdk-cli'][key]['median']:.3f} s | "
+                        f"{chat['bare-httpx'][key]['median']:.3f} s | {fmt_ratio(chat[f'ratio_{key}'])} |")
         imp = python["import"]
-        for module, key in ((f"{PACKAGE}.client", "ratio_client_vs_httpx"), (f"{PACKAGE}.cli", "ratio_cli_vs_httpx")):
+        for module, key in ((f"{PACKAGE}.client", "ratio_client_vs_httpx"),
+                            (f"{PACKAGE}.cli", "ratio_cli_vs_httpx")):
             rows.append(f"| `import {module}` vs `import httpx` | {imp[module]['median'] * 1000:.0f} ms | "
                         f"{imp['httpx']['median'] * 1000:.0f} ms | {fmt_ratio(imp[key])} |")
     sync = results.get("sync")
     if sync:
-        for key, data in sync.items():
+        for data in sync.values():
             n = len(data["environments"])
+            at_minimum = all(data[k]["requests"] == v for k, v in data["minimum"].items())
             got = ", ".join(f"{label} {data[label]['requests']} ({data[label]['writes']} writes)"
                             for label in ("first", "repeat", "after_drift"))
             minimum = ", ".join(f"{v}" for v in data["minimum"].values())
             rows.append(f"| `ai_gateway.py sync` requests, {n} environment{'s' if n > 1 else ''}: "
                         f"first, repeat, after drift | {got} | minimum {minimum} | "
-                        f"{'at the minimum' if all(data[k]['requests'] == v for k, v in data['minimum'].items()) else 'ABOVE the minimum'} |")
+                        f"{'at the minimum' if at_minimum else 'ABOVE the minimum'} |")
     return "\n".join(rows)
 
 
@@ -835,7 +834,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     results["meta"]["seconds"] = round(time.perf_counter() - t0, 1)
 
-    out = args.json or RESULTS / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(started))}{'-quick' if args.quick else ''}.json"
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
+    out = args.json or RESULTS / f"{stamp}{'-quick' if args.quick else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
