@@ -210,6 +210,8 @@ def make_repo(files_from: Path, dst: Path, names: list[str] | None = None) -> Pa
     """A fresh git repo at ``dst`` holding ``names`` (default: every file) from ``files_from``."""
     if names is None:
         names = [p.relative_to(files_from).as_posix() for p in files_from.rglob("*") if p.is_file()]
+    if files_from.resolve() == dst.resolve():
+        names = []  # the files are already there: just make the repository
     for name in names:
         src = files_from / name
         if src.is_file() and not src.is_symlink():

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""What parts of the template cost `copier copy` and `copier update`: remove one, measure again.
+
+    .venv/bin/python benchmarks/ablate.py [--runs 7] [--target python-app|typescript-worker]
+
+Starts from this working tree's copier.yml, template/ and hooks/ (what Copier reads), makes one
+variant per change below, renders a project from each at v1, releases v2 (one line appended to
+the README template), then times `run_copy` and `run_update` in-process, all variants
+interleaved per round. Prints the median seconds and the median per-round difference to
+"as is". A variant is an experiment, not a proposal: removing validators, for one, is not.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as bench  # noqa: E402
+
+# Files only one target renders (the other target's copy excludes them with _exclude).
+ONLY = {
+    "typescript-worker": [
+        "template/src/*.ts", "template/src/*.ts.jinja", "template/src/providers", "template/test",
+        "template/package.json.jinja", "template/tsconfig.json*", "template/vitest.config.ts*",
+        "template/wrangler.toml*", "template/.dev.vars.example*", "template/worker-configuration.d.ts*",
+    ],
+    "python-app": [
+        "template/src/{{ package_name }}", "template/tests", "template/pyproject.toml*",
+        "template/.env.example*",
+    ],
+}
+
+
+def drop_validators(config: dict) -> None:
+    for value in config.values():
+        if isinstance(value, dict):
+            value.pop("validator", None)
+
+
+def add_computed_values(config: dict) -> None:
+    for i in range(10):
+        config[f"bench_computed_{i}"] = {
+            "type": "yaml",
+            "default": "{{ (['openai'] + providers) | unique | list | to_json }}",
+            "when": False,
+        }
+
+
+def make_variant(src: Path, dst: Path, drop: list[str] = (), edit=None) -> Path:
+    shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+    for pattern in drop:
+        for path in glob.glob(str(dst / pattern)):
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    if edit:
+        config = yaml.safe_load((dst / "copier.yml").read_text())
+        edit(config)
+        (dst / "copier.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return bench.make_repo(dst, dst)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--target", choices=bench.TARGETS, default="python-app")
+    args = parser.parse_args()
+    from copier import run_copy, run_update
+
+    other = "python-app" if args.target == "typescript-worker" else "typescript-worker"
+    data = {**bench.COMMON_DATA, "language": args.target}
+    work = Path(tempfile.mkdtemp(prefix="aig-ablate-"))
+    try:
+        source = work / "source"
+        source.mkdir()
+        shutil.copy2(bench.ROOT / "copier.yml", source / "copier.yml")
+        for name in ("template", "hooks"):
+            shutil.copytree(bench.ROOT / name, source / name, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.py[co]", "node_modules"))
+        variants = {
+            "as is": make_variant(source, work / "v0"),
+            f"without {other}'s files": make_variant(source, work / "v1", drop=ONLY[other]),
+            "without any validator": make_variant(source, work / "v2", edit=drop_validators),
+            "with 10 more computed values": make_variant(source, work / "v3", edit=add_computed_values),
+        }
+        projects = {}
+        for i, (name, repo) in enumerate(variants.items()):
+            projects[name] = project = work / f"project-{i}"
+            run_copy(str(repo), str(project), data=data, defaults=True, unsafe=True, vcs_ref="v1", quiet=True)
+            for git_args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                             ["commit", "-q", "--no-gpg-sign", "-m", "rendered from v1"]):
+                bench.git(*git_args, cwd=project)
+            bench.release_v2(repo, "template/README.md.jinja")
+
+        times = {op: {name: [] for name in variants} for op in ("copy", "update")}
+        for r in range(args.runs + 1):  # round 0 warms up
+            order = list(variants.items()) if r % 2 == 0 else list(variants.items())[::-1]
+            for name, repo in order:
+                dst = work / "out"
+                start = time.perf_counter()
+                run_copy(str(repo), str(dst), data=data, defaults=True, unsafe=True, vcs_ref="v1", quiet=True)
+                copy_s = time.perf_counter() - start
+                shutil.rmtree(dst)
+                shutil.copytree(projects[name], dst, symlinks=True)
+                start = time.perf_counter()
+                run_update(str(dst), defaults=True, unsafe=True, vcs_ref="v2", quiet=True, overwrite=True)
+                update_s = time.perf_counter() - start
+                shutil.rmtree(dst)
+                if r:
+                    times["copy"][name].append(copy_s)
+                    times["update"][name].append(update_s)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"{args.target}: in-process run_copy / run_update, median of {args.runs} interleaved rounds\n")
+    print("| variant | copy (s) | vs as is | update (s) | vs as is |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in variants:
+        cells = []
+        for op in ("copy", "update"):
+            mine, base = times[op][name], times[op]["as is"]
+            diff = statistics.median(a - b for a, b in zip(mine, base, strict=True))
+            cells += [f"{statistics.median(mine):.3f}", "" if name == "as is" else f"{diff:+.3f}"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
