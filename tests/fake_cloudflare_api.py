@@ -27,6 +27,19 @@ TOKEN = "fake-token-sekrit-7f3a9c"          # AI Gateway Read + Edit
 READ_ONLY_TOKEN = "fake-readonly-token-42b1"  # AI Gateway Read only
 PREFIX = "/client/v4/accounts/"
 
+# What the tests expect on the wire for the template's default answers.
+GATEWAYS = f"{PREFIX}{ACCOUNT_ID}/ai-gateway/gateways"
+LIST = ("GET", f"{GATEWAYS}?page=1&per_page=50")
+SETTINGS = {  # ai-gateway.toml's settings with the default answers, as create/update send them
+    "cache_ttl": 0,
+    "cache_invalidate_on_update": True,
+    "collect_logs": True,
+    "rate_limiting_interval": 60,
+    "rate_limiting_limit": 100,
+    "rate_limiting_technique": "fixed",
+    "authentication": True,
+}
+
 REQUIRED_CREATE = {
     "id": str,
     "cache_invalidate_on_update": bool,

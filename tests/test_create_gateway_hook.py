@@ -13,19 +13,8 @@ from copier import run_copy, run_update
 from plumbum import local
 
 from conftest import ACCOUNT_ID, BASE_ANSWERS, TEMPLATE_ROOT, render
-from fake_cloudflare_api import TOKEN, FakeCloudflareAPI
+from fake_cloudflare_api import GATEWAYS, LIST, SETTINGS, TOKEN, FakeCloudflareAPI
 
-GATEWAYS = f"/client/v4/accounts/{ACCOUNT_ID}/ai-gateway/gateways"
-LIST = ("GET", f"{GATEWAYS}?page=1&per_page=50")
-SETTINGS = {
-    "cache_ttl": 0,
-    "cache_invalidate_on_update": True,
-    "collect_logs": True,
-    "rate_limiting_interval": 60,
-    "rate_limiting_limit": 100,
-    "rate_limiting_technique": "fixed",
-    "authentication": True,
-}
 RETRY = "python3 scripts/ai_gateway.py sync"
 
 

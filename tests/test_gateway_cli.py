@@ -13,25 +13,14 @@ from pathlib import Path
 import pytest
 
 from conftest import ACCOUNT_ID, TEMPLATE_ROOT
-from fake_cloudflare_api import READ_ONLY_TOKEN, TOKEN, FakeCloudflareAPI
+from fake_cloudflare_api import GATEWAYS, LIST, READ_ONLY_TOKEN, SETTINGS, TOKEN, FakeCloudflareAPI
 
 SCRIPT = TEMPLATE_ROOT / "template" / "scripts" / "ai_gateway.py"
 # The script supports Python 3.9+: AI_GATEWAY_TEST_PYTHON=/path/to/python3.9 runs these tests
 # with another interpreter (the default is the one running pytest).
 PYTHON = os.environ.get("AI_GATEWAY_TEST_PYTHON") or sys.executable
-LIST = ("GET", f"/client/v4/accounts/{ACCOUNT_ID}/ai-gateway/gateways?page=1&per_page=50")
-GATEWAYS = f"/client/v4/accounts/{ACCOUNT_ID}/ai-gateway/gateways"
 ENV_IDS = {"development": "demo-gw-development", "staging": "demo-gw-staging",
            "production": "demo-gw"}
-SETTINGS = {
-    "cache_ttl": 0,
-    "cache_invalidate_on_update": True,
-    "collect_logs": True,
-    "rate_limiting_interval": 60,
-    "rate_limiting_limit": 100,
-    "rate_limiting_technique": "fixed",
-    "authentication": True,
-}
 
 
 def toml_value(value) -> str:
