@@ -61,6 +61,8 @@ def node_env(bin_dir: Path, npm_cache: Path) -> dict[str, str]:
         npm_config_fund="false",
         npm_config_audit="false",
         WRANGLER_SEND_METRICS="false",
+        # wrangler dev would fetch workers.cloudflare.com/cf.json: tests stay on loopback.
+        CLOUDFLARE_CF_FETCH_ENABLED="false",
         NO_COLOR="1",
         FORCE_COLOR="0",
         CI="true",
