@@ -375,21 +375,9 @@ def fake_gateway():
 
 def node_env(npm_cache: Path) -> dict:
     sys.path.insert(0, str(ROOT / "tools"))
-    from node22 import ensure_node22  # noqa: PLC0415 - tools/ is not a package
+    from node22 import ensure_node22, toolchain_env  # noqa: PLC0415 - tools/ is not a package
 
-    bin_dir = ensure_node22()
-    return clean_env(
-        PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        npm_config_cache=str(npm_cache),
-        npm_config_update_notifier="false",
-        npm_config_fund="false",
-        npm_config_audit="false",
-        WRANGLER_SEND_METRICS="false",
-        CLOUDFLARE_CF_FETCH_ENABLED="false",  # Miniflare would fetch Request.cf from the network
-        NO_COLOR="1",
-        FORCE_COLOR="0",
-        CI="true",
-    )
+    return toolchain_env(ensure_node22(), npm_cache, clean_env())
 
 
 _UPLOAD = re.compile(r"Total Upload: ([\d.]+) KiB / gzip: ([\d.]+) KiB")

@@ -13,7 +13,7 @@ from typing import Self
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
-from node22 import MINIMUM, node_version, package_name
+from node22 import MINIMUM, node_version, package_name, toolchain_env
 
 NODE22_CACHE = REPO / ".cache" / "node22"
 HOW_TO_GET_NODE22 = (
@@ -48,26 +48,13 @@ def node22_bin_dir() -> Path:
 
 def node_env(bin_dir: Path, npm_cache: Path) -> dict[str, str]:
     """The environment every npm/npx call runs in: Node 22 first on PATH, one shared npm cache."""
-    env = {
+    caller = {
         k: v
         for k, v in os.environ.items()
         # Nothing from the caller's Cloudflare login may reach wrangler in tests.
         if not k.startswith(("CLOUDFLARE_", "CF_", "WRANGLER_", "npm_"))
     }
-    env.update(
-        PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}",
-        npm_config_cache=str(npm_cache),
-        npm_config_update_notifier="false",
-        npm_config_fund="false",
-        npm_config_audit="false",
-        WRANGLER_SEND_METRICS="false",
-        # wrangler dev would fetch workers.cloudflare.com/cf.json: tests stay on loopback.
-        CLOUDFLARE_CF_FETCH_ENABLED="false",
-        NO_COLOR="1",
-        FORCE_COLOR="0",
-        CI="true",
-    )
-    return env
+    return toolchain_env(bin_dir, npm_cache, caller)
 
 
 @dataclass

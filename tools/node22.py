@@ -105,6 +105,25 @@ def ensure_node22(cache_dir: Path = DEFAULT_CACHE) -> Path:
     return bin_dir
 
 
+def toolchain_env(bin_dir: Path, npm_cache: Path, base: dict[str, str]) -> dict[str, str]:
+    """``base`` plus what every npm/npx/wrangler run here needs: this Node first on PATH, one
+    shared npm cache, no update checks, telemetry or network fetches wrangler would make."""
+    return {
+        **base,
+        "PATH": f"{bin_dir}{os.pathsep}{base.get('PATH', '')}",
+        "npm_config_cache": str(npm_cache),
+        "npm_config_update_notifier": "false",
+        "npm_config_fund": "false",
+        "npm_config_audit": "false",
+        "WRANGLER_SEND_METRICS": "false",
+        # wrangler dev would fetch workers.cloudflare.com/cf.json: stay on this machine.
+        "CLOUDFLARE_CF_FETCH_ENABLED": "false",
+        "NO_COLOR": "1",
+        "FORCE_COLOR": "0",
+        "CI": "true",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     cache = Path(args[0]) if args else DEFAULT_CACHE
