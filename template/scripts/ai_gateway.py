@@ -773,10 +773,15 @@ def cmd_create(args, settings) -> int:
             exc.message += (". If the gateway already exists, use `update` or `sync` "
                             "instead")
         raise
+    return report_written(args, "created", gw, settings["gateways"][env], env)
+
+
+def report_written(args, verb: str, gw: dict, wanted: dict, env: str) -> int:
+    """What create and update print: the gateway as the API returned it."""
     if args.json:
         print_json(gw)
     else:
-        out(f"created gateway {gw.get('id', settings['gateways'][env]['id'])} ({env})")
+        out(f"{verb} gateway {gw.get('id', wanted['id'])} ({env})")
         print_gateway(gw)
     return EXIT_OK
 
@@ -786,12 +791,7 @@ def cmd_update(args, settings) -> int:
     token = resolve_token()
     account, _ = resolve_account(settings)
     gw = update_gateway(make_api(args, account, token), env, settings["gateways"][env])
-    if args.json:
-        print_json(gw)
-    else:
-        out(f"updated gateway {gw.get('id', settings['gateways'][env]['id'])} ({env})")
-        print_gateway(gw)
-    return EXIT_OK
+    return report_written(args, "updated", gw, settings["gateways"][env], env)
 
 
 def cmd_delete(args, settings) -> int:
