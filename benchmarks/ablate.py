@@ -26,17 +26,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench  # noqa: E402
 
-# Files only one target renders (the other target's copy excludes them with _exclude).
+# Each target's own folder: the other target's copy never walks it.
 ONLY = {
-    "typescript-worker": [
-        "template/src/*.ts", "template/src/*.ts.jinja", "template/src/providers", "template/test",
-        "template/package.json.jinja", "template/tsconfig.json*", "template/vitest.config.ts*",
-        "template/wrangler.toml*", "template/.dev.vars.example*", "template/worker-configuration.d.ts*",
-    ],
-    "python-app": [
-        "template/src/{{ package_name }}", "template/tests", "template/pyproject.toml*",
-        "template/.env.example*",
-    ],
+    "typescript-worker": ["template/typescript-worker"],
+    "python-app": ["template/python-app"],
 }
 
 
@@ -97,7 +90,7 @@ def main() -> int:
             for git_args in (["init", "-q", "-b", "main"], ["add", "-A"],
                              ["commit", "-q", "--no-gpg-sign", "-m", "rendered from v1"]):
                 bench.git(*git_args, cwd=project)
-            bench.release_v2(repo, "template/README.md.jinja")
+            bench.release_v2(repo, "template/_shared/readme-updating.md.jinja")
 
         times = {op: {name: [] for name in variants} for op in ("copy", "update")}
         for r in range(args.runs + 1):  # round 0 warms up

@@ -100,7 +100,7 @@ def main() -> int:
                     bench.git(*git_args, cwd=project)
             bench.release_v2(templates.baseline, "README.md.jinja")
             for repo in (templates.ours, templates.trimmed):
-                bench.release_v2(repo, "template/README.md.jinja")
+                bench.release_v2(repo, "template/_shared/readme-updating.md.jinja")
         results = {name: profile(src, data, work / f"out-{i}", args.runs, projects.get(name))
                    for i, (name, src, data) in enumerate(variants)}
     finally:

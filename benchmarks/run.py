@@ -337,8 +337,8 @@ def bench_update(templates: Templates, work: Path, reps: int, warmup: int) -> di
         git("commit", "-q", "--no-gpg-sign", "-m", "rendered from v1", cwd=project)
         projects[name] = project
     release_v2(templates.baseline, "README.md.jinja")
-    release_v2(templates.ours, "template/README.md.jinja")
-    release_v2(templates.trimmed, "template/README.md.jinja")
+    release_v2(templates.ours, "template/_shared/readme-updating.md.jinja")
+    release_v2(templates.trimmed, "template/_shared/readme-updating.md.jinja")
 
     def measure(variant, r):
         name, _src, _data = variant
@@ -364,7 +364,7 @@ def bench_update(templates: Templates, work: Path, reps: int, warmup: int) -> di
 
 @contextmanager
 def fake_gateway():
-    module = load_module(ROOT / "template" / "tests" / "fake_gateway.py", "bench_fake_gateway")
+    module = load_module(ROOT / "template" / "python-app" / "tests" / "fake_gateway.py", "bench_fake_gateway")
     with module.FakeGateway() as gateway:
         yield gateway
 

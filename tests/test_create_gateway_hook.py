@@ -87,7 +87,7 @@ def test_copy_with_three_environments_creates_three(tmp_path, fake, api_env, cap
         {"id": gid, **wanted} for gid in ("demo-gw-development", "demo-gw-staging", "demo-gw")]
     assert "3 created, 0 updated, 0 unchanged" in output_of(capfd)
     # Both targets carry the script verbatim and document it in the README.
-    script = TEMPLATE_ROOT / "template" / "scripts" / "ai_gateway.py"
+    script = TEMPLATE_ROOT / "template" / "_shared" / "scripts" / "ai_gateway.py"
     assert (dst / "scripts" / "ai_gateway.py").read_bytes() == script.read_bytes()
     readme = (dst / "README.md").read_text()
     section = readme[readme.index("## Managing the gateway"):]
@@ -263,7 +263,7 @@ def test_copier_update_never_calls_the_api(tmp_path, fake, api_env, capfd, templ
     git("commit", "-q", "-m", "rendered", cwd=dst)
 
     # A new template version, and a changed answer: update re-renders, runs no task.
-    toml_template = template_repo / "template" / "ai-gateway.toml.jinja"
+    toml_template = template_repo / "template" / "_shared" / "ai-gateway.toml.jinja"
     toml_template.write_text(toml_template.read_text() + "# v2 marker\n")
     git("commit", "-q", "-am", "v2", cwd=template_repo)
     git("tag", "v2", cwd=template_repo)

@@ -15,7 +15,7 @@ import pytest
 from conftest import ACCOUNT_ID, TEMPLATE_ROOT
 from fake_cloudflare_api import GATEWAYS, LIST, READ_ONLY_TOKEN, SETTINGS, TOKEN, FakeCloudflareAPI
 
-SCRIPT = TEMPLATE_ROOT / "template" / "scripts" / "ai_gateway.py"
+SCRIPT = TEMPLATE_ROOT / "template" / "_shared" / "scripts" / "ai_gateway.py"
 # The script supports Python 3.9+: AI_GATEWAY_TEST_PYTHON=/path/to/python3.9 runs these tests
 # with another interpreter (the default is the one running pytest).
 PYTHON = os.environ.get("AI_GATEWAY_TEST_PYTHON") or sys.executable
@@ -132,7 +132,7 @@ def test_fallback_toml_parser_matches_tomllib():
         '[gateways."odd.env"]\n  id = "x"  \n"quoted key" = 1\n'
     )
     assert module.parse_toml_subset(sample) == tomllib.loads(sample)
-    for text in TEMPLATE_ROOT.glob("template/ai-gateway.toml*"):
+    for text in TEMPLATE_ROOT.glob("template/_shared/ai-gateway.toml*"):
         assert "gateways" in text.read_text()
     for bad in ('a = "open', "[t\nx=1", "a = 1 2", "[[arr]]\n", "a = nope", "a = 1\na = 2",
                 "[t]\n[t]\n"):

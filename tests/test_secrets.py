@@ -26,7 +26,7 @@ NEW_LINE = "# template 0.2.0"
 
 
 def _release(repo: Path) -> None:
-    path = repo / "template" / "ai-gateway.toml.jinja"
+    path = repo / "template" / "_shared" / "ai-gateway.toml.jinja"
     path.write_text(path.read_text(encoding="utf-8") + NEW_LINE + "\n", encoding="utf-8")
 
 

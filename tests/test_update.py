@@ -46,13 +46,14 @@ HOSTILE_DESCRIPTION = 'Quotes " \' back\\slash {{ x }} {% if %} ${y} `z` </scrip
 
 
 def _release_0_2_0(repo: Path) -> None:
-    toml = repo / "template" / "ai-gateway.toml.jinja"
+    toml = repo / "template" / "_shared" / "ai-gateway.toml.jinja"
     toml.write_text(toml.read_text(encoding="utf-8").rstrip("\n") + "\n" + GATEWAY_TOML_LINE
                     + "\n", encoding="utf-8")
-    readme = repo / "template" / "README.md.jinja"
+    readme = repo / "template" / "_shared" / "readme-updating.md.jinja"
     readme.write_text(readme.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + README_LINE
                       + "\n", encoding="utf-8")
-    (repo / "template" / NEW_TEMPLATE_FILE).write_text(NEW_TEMPLATE_TEXT, encoding="utf-8")
+    for target in ("python-app", "typescript-worker"):
+        (repo / "template" / target / NEW_TEMPLATE_FILE).write_text(NEW_TEMPLATE_TEXT, encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
