@@ -64,7 +64,7 @@ GATEWAY_ID = "bench-gw"
 COMMON_DATA = {"project_name": PROJECT, "account_id": ACCOUNT_ID, "gateway_id": GATEWAY_ID}
 TARGETS = ("python-app", "typescript-worker")
 TRIMMED = "python-app, trimmed repo"
-RENDER_INPUTS = ("template/", "hooks/")  # with copier.yml: all that copy and update read
+RENDER_INPUTS = ("template/", "hooks/", "includes/")  # with copier.yml: all that copy and update read
 SECTIONS = ("copy", "update", "worker", "python", "sync")
 CHANGE_LINE = "\nChanged in v2 (benchmark template change).\n"
 

@@ -1,9 +1,13 @@
-"""Shared fixtures: render this template (the working tree, uncommitted changes included)."""
+"""Shared fixtures: render this template (the working tree, uncommitted changes included).
+
+Also how the suite runs in parallel (pytest-xdist; `tools/run_tests.py` passes ``-n auto``
+and pytest.ini ``--dist loadgroup``): tests that share an expensive fixture stay on one
+worker (see ``xdist_group_of``), and the heaviest groups start first.
+"""
 from __future__ import annotations
 
+import inspect
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +15,10 @@ import pytest
 from copier import run_copy
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TEMPLATE_ROOT / "tools"))
+
+from testkit import FakeGateway, Result, free_port, run  # noqa: E402,F401 - the shared test kit
 
 # Tests commit rendered projects and template clones: give git an identity that does
 # not depend on the machine's configuration.
@@ -63,8 +71,106 @@ def render_project(tmp_path):
     return _render
 
 
-def run(cmd, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run a command, capturing text output; never raises on a non-zero exit."""
-    return subprocess.run(
-        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+# ---------------------------------------------------------------------------------------------
+# Parallel runs (pytest-xdist with --dist loadgroup)
+#
+# A worker process builds its own module- and session-scoped fixtures. So that an expensive
+# one (an npm install per Worker variant, a template release, a batch of refused copies) is
+# built once per run, not once per worker, every test that uses it carries the same
+# ``xdist_group`` and loadgroup sends the whole group to one worker:
+#   - a test parametrized with a key of its module's ``VARIANTS`` table: one group per variant
+#     (so each Worker variant is rendered and npm-installed once, on one worker);
+#   - any other test using a module-, package- or session-scoped fixture defined in tests/:
+#     one group per module.
+# Everything else is scheduled test by test. Groups start heaviest first: by the seconds each
+# test took in the last run (kept in pytest's cache), else by their number of tests.
+
+DURATIONS_KEY = "ai-gateway-starter/durations"
+_SHARED_SCOPES = {"module", "package", "session", "class"}
+
+
+def _shared_fixture_used(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    for name in item.fixturenames:
+        definitions = info.name2fixturedefs.get(name)
+        if not definitions or definitions[-1].scope not in _SHARED_SCOPES:
+            continue
+        try:
+            source = Path(inspect.getfile(definitions[-1].func)).resolve()
+        except (TypeError, OSError):
+            continue
+        if source.is_relative_to(TESTS):
+            return True
+    return False
+
+
+def xdist_group_of(item: pytest.Item) -> str | None:
+    """The ``xdist_group`` a test belongs to, or None (scheduled on its own)."""
+    module = getattr(item, "module", None)
+    stem = Path(str(item.fspath)).stem
+    variants = getattr(module, "VARIANTS", None)
+    callspec = getattr(item, "callspec", None)
+    if isinstance(variants, dict) and callspec is not None:
+        for value in callspec.params.values():
+            if isinstance(value, str) and value in variants:
+                return f"{stem}:{value}"
+    if _shared_fixture_used(item):
+        return stem
+    return None
+
+
+def _test_key(fspath: str, domain: str) -> str:
+    return f"{Path(fspath).as_posix()}::{domain}"
+
+
+def _heaviest_first(items: list[pytest.Item], durations: dict[str, float]) -> list[pytest.Item]:
+    scope_of: dict[int, str] = {}
+    weight: dict[str, float] = {}
+    for item in items:
+        marker = item.get_closest_marker("xdist_group")
+        scope = f"@{marker.args[0]}" if marker and marker.args else item.nodeid
+        scope_of[id(item)] = scope
+        # Unknown tests (first run, new tests) count one second each.
+        weight[scope] = weight.get(scope, 0.0) + durations.get(_test_key(*item.location[::2]), 1.0)
+    position = {scope: i for i, scope in reversed(list(enumerate(scope_of[id(it)] for it in items)))}
+    return sorted(items, key=lambda it: (-weight[scope_of[id(it)]], position[scope_of[id(it)]]))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = xdist_group_of(item)
+            if group:
+                item.add_marker(pytest.mark.xdist_group(group))
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # an xdist worker: every worker sorts the same way
+        items[:] = _heaviest_first(items, workerinput.get("aig_durations", {}))
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook
+def pytest_configure_node(node) -> None:
+    """xdist controller -> each worker: the last run's durations (read once, so that every
+    worker collects in the same order even if another run writes the cache meanwhile)."""
+    config = node.config
+    if not hasattr(config, "_aig_durations"):
+        config._aig_durations = config.cache.get(DURATIONS_KEY, {}) if config.cache else {}
+    node.workerinput["aig_durations"] = config._aig_durations
+
+
+_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    key = _test_key(report.location[0], report.location[2])
+    _seconds[key] = _seconds.get(key, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if hasattr(config, "workerinput") or not _seconds or config.cache is None:
+        return
+    durations = {**config.cache.get(DURATIONS_KEY, {}), **{k: round(v, 2) for k, v in _seconds.items()}}
+    config.cache.set(DURATIONS_KEY, durations)

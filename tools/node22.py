@@ -66,17 +66,36 @@ def package_name() -> str:
     return f"node-{plat}-{arch}"
 
 
-def ensure_node22(cache_dir: Path = DEFAULT_CACHE) -> Path:
-    """Return a bin directory whose ``node`` is >= 22.12, installing one into ``cache_dir``."""
+def _version_text(version: tuple[int, int, int] | None) -> str:
+    return "v" + ".".join(map(str, version)) if version else "none"
+
+
+def ensure_node22(cache_dir: Path = DEFAULT_CACHE, log=None) -> Path:
+    """Return a bin directory whose ``node`` is >= 22.12, installing one into ``cache_dir``.
+
+    ``log``, if given, is called with one line per decision (which node, what is installed).
+    """
+    def say(message: str) -> None:
+        if log:
+            log(f"Node: {message}")
+
     current = shutil.which("node")
-    if current and (node_version(current) or (0,)) >= MINIMUM:
+    current_version = node_version(current) if current else None
+    if current and (current_version or (0,)) >= MINIMUM:
+        say(f"using {current} ({_version_text(current_version)})")
         return Path(current).resolve().parent
+    minimum = _version_text(MINIMUM)
+    say(f"{current} is {_version_text(current_version)}, older than {minimum}" if current
+        else f"no node on PATH (wrangler needs >= {minimum})")
 
     cache_dir = Path(cache_dir).resolve()
     pkg = package_name()
     binary = cache_dir / "node_modules" / pkg / "bin" / "node"
     bin_dir = cache_dir / "bin"
-    if (node_version(binary) or (0,)) < MINIMUM:
+    cached_version = node_version(binary)
+    if (cached_version or (0,)) >= MINIMUM:
+        say(f"using {binary} ({_version_text(cached_version)})")
+    else:
         npm = shutil.which("npm")
         if not npm:
             raise Node22Error(
@@ -84,6 +103,7 @@ def ensure_node22(cache_dir: Path = DEFAULT_CACHE) -> Path:
                 f"(or run: npm install --prefix {cache_dir} {pkg}@{MAJOR})"
             )
         cache_dir.mkdir(parents=True, exist_ok=True)
+        say(f"installing {pkg}@{MAJOR} from the npm registry into {cache_dir}")
         proc = subprocess.run(
             [npm, "install", "--prefix", str(cache_dir), "--no-audit", "--no-fund",
              "--no-save", "--loglevel=error", f"{pkg}@{MAJOR}"],
@@ -94,6 +114,7 @@ def ensure_node22(cache_dir: Path = DEFAULT_CACHE) -> Path:
                 f"installing {pkg}@{MAJOR} into {cache_dir} failed (exit {proc.returncode}):\n"
                 f"{proc.stdout}{proc.stderr}"
             )
+        say(f"installed {binary} ({_version_text(node_version(binary))})")
 
     # A directory holding only `node`, so that putting it first on PATH changes nothing else.
     bin_dir.mkdir(parents=True, exist_ok=True)

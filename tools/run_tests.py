@@ -7,7 +7,13 @@
    file changes);
 2. Node >= 22.12 for wrangler 4: the machine's node if new enough, else the npm
    registry package node-<platform>-<arch>@22 in .cache/node22 (tools/node22.py);
-3. pytest, with that Node first on PATH.
+3. pytest, with that Node first on PATH, in parallel (``-n auto``: one worker per CPU;
+   pytest.ini's ``--dist loadgroup`` keeps tests that share an expensive fixture on one
+   worker) and verbose (one line per test as it finishes).
+
+Each step says what it does and how long it took; a long one says it is still running.
+Pass ``-n 0`` to run serially, ``-q`` for dots instead of one line per test. The exit
+status is pytest's: 0 only when every test passed.
 """
 
 from __future__ import annotations
@@ -16,16 +22,48 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
+import time
 import venv
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv"
 REQUIREMENTS = ROOT / "requirements-dev.txt"
 STAMP = VENV / ".requirements-sha256"
+HEARTBEAT_SECONDS = 15
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from node22 import Node22Error, ensure_node22  # noqa: E402
+
+_START = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[run_tests {time.monotonic() - _START:5.1f}s] {message}", flush=True)
+
+
+@contextmanager
+def step(what: str) -> Iterator[None]:
+    """Print ``what``, a line every HEARTBEAT_SECONDS while it runs, then how long it took."""
+    say(f"{what} ...")
+    started = time.monotonic()
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(HEARTBEAT_SECONDS):
+            say(f"    still {what[0].lower()}{what[1:]} ({time.monotonic() - started:.0f} s)")
+
+    thread = threading.Thread(target=heartbeat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+    say(f"{what}: done in {time.monotonic() - started:.1f} s")
 
 
 def venv_python() -> Path:
@@ -38,31 +76,57 @@ def ensure_venv() -> Path:
         sys.exit(f"run_tests: Python 3.11+ is needed, this is {sys.version.split()[0]}")
     wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
     if venv_python().exists() and STAMP.exists() and STAMP.read_text() == wanted:
+        say(f"Python: {VENV.relative_to(ROOT)} is current with requirements-dev.txt")
         return venv_python()
     if not venv_python().exists():
-        print(f"run_tests: creating {VENV}", flush=True)
-        venv.create(VENV, with_pip=True)
-    print("run_tests: installing requirements-dev.txt", flush=True)
-    subprocess.run(
-        [venv_python(), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         "-r", REQUIREMENTS],
-        check=True,
-    )
+        with step(f"Python: creating {VENV.relative_to(ROOT)}"):
+            venv.create(VENV, with_pip=True)
+    with step("Python: installing requirements-dev.txt into .venv (pip)"):
+        subprocess.run(
+            [venv_python(), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+             "-r", REQUIREMENTS],
+            check=True,
+        )
     STAMP.write_text(wanted)
     return venv_python()
+
+
+def pytest_args(argv: list[str]) -> list[str]:
+    """``argv`` plus the defaults: parallel and verbose unless the caller chose otherwise."""
+    args = list(argv)
+    chose_workers = any(
+        a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) for a in args
+    ) or "no:xdist" in args
+    if not chose_workers:
+        args = ["-n", "auto", *args]
+    if not any(a in ("-q", "--quiet", "-v", "--verbose") or a.startswith(("-qq", "-vv")) for a in args):
+        args = ["-v", *args]
+    if not any(a.startswith("--durations") for a in args):
+        args.append("--durations=15")
+    return args
 
 
 def main(argv: list[str]) -> int:
     python = ensure_venv()
     try:
-        node_bin = ensure_node22()
+        with step("Node: finding or installing Node >= 22.12 (tools/node22.py)"):
+            node_bin = ensure_node22(log=say)
     except Node22Error as error:
         print(f"run_tests: {error}", file=sys.stderr)
         return 1
     env = {**os.environ, "PATH": os.pathsep.join([str(node_bin), os.environ.get("PATH", "")])}
     env.pop("PYTHONPATH", None)
-    return subprocess.run([python, "-m", "pytest", *argv], cwd=ROOT, env=env).returncode
+    command = [str(python), "-m", "pytest", *pytest_args(argv)]
+    say(f"running: {' '.join(command[1:])}")
+    returncode = subprocess.run(command, cwd=ROOT, env=env).returncode
+    say(f"pytest exited {returncode} after {time.monotonic() - _START:.0f} s in all")
+    if returncode < 0:  # killed by a signal: report it the way a shell would
+        return 128 - returncode
+    return returncode
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(130)

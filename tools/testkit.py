@@ -1,0 +1,106 @@
+"""The one test kit of this repository, shared by tests/ and benchmarks/.
+
+    from testkit import FakeGateway, Result, free_port, run
+
+- ``run(args, cwd, env, timeout)``: run a command with captured text output, its duration
+  and ``.check()``; it never raises on a non-zero exit by itself.
+- ``free_port()``: a loopback TCP port nobody listens on right now.
+- ``FakeGateway``: the loopback gateway double the rendered python-app ships in
+  ``template/python-app/tests/fake_gateway.py``: one fake gateway for the rendered project,
+  the template's tests and the benchmarks. ``with FakeGateway(reply="pong") as gateway:``;
+  ``gateway.url`` stands in for ``AI_GATEWAY_BASE_URL``, ``gateway.api_url`` for
+  ``CLOUDFLARE_API_BASE_URL``, ``gateway.requests`` records what arrived.
+- ``load_module(path, name)``: import a Python file that is not on ``sys.path``.
+
+``tests/conftest.py`` puts tools/ on ``sys.path``; the benchmarks do the same.
+"""
+from __future__ import annotations
+
+import importlib.util
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE_GATEWAY = ROOT / "template" / "python-app" / "tests" / "fake_gateway.py"
+
+__all__ = ["FAKE_GATEWAY", "ROOT", "CommandFailed", "FakeGateway", "Result", "free_port",
+           "load_module", "run"]
+
+
+class CommandFailed(AssertionError):
+    """A command exited non-zero where it had to succeed (an assertion in tests)."""
+
+
+@dataclass
+class Result:
+    """What a command did: its exit code, output and wall time."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def output(self) -> str:
+        """stdout, then stderr (stderr is empty when ``run(..., merge=True)``)."""
+        return self.stdout + self.stderr
+
+    def check(self) -> Result:
+        """``self`` if the command exited 0, else raise with its last output."""
+        if self.returncode != 0:
+            raise CommandFailed(
+                f"`{' '.join(self.args)}` exited {self.returncode} after {self.seconds:.1f}s:\n"
+                f"{self.output[-6000:]}"
+            )
+        return self
+
+
+def run(args, cwd: Path | str | None = None, env: dict[str, str] | None = None,
+        timeout: float = 600, merge: bool = False) -> Result:
+    """Run ``args`` (str or Path items) with stdin closed; ``merge`` interleaves stderr into
+    stdout in the order it was written. A timeout raises ``subprocess.TimeoutExpired``."""
+    argv = [str(a) for a in args]
+    start = time.perf_counter()
+    proc = subprocess.run(
+        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge else subprocess.PIPE, text=True, timeout=timeout,
+        check=False,
+    )
+    return Result(argv, proc.returncode, proc.stdout, proc.stderr or "", time.perf_counter() - start)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it, so parallel test
+    processes do not collide the way fixed port numbers would)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """Import the Python file ``path`` as module ``name`` (once; later calls reuse it)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def __getattr__(name: str):
+    # Loaded on first use, so that a broken template file fails the tests that use the
+    # fake gateway, not every import of this kit.
+    if name == "FakeGateway":
+        return load_module(FAKE_GATEWAY, "testkit_fake_gateway").FakeGateway
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
