@@ -5,17 +5,33 @@
         ...
         assert [r.method for r in api.requests] == ["GET", "POST"]
 
-It plays ``/client/v4/accounts/{account}/ai-gateway/gateways[/{id}]`` with the
-``{success, errors, messages, result}`` envelope, bearer-token checks (401 with code 10000
-for an unknown token, 403 for a read-only token on a write), 404 for a missing gateway, an
-error for an existing id on create, validation of the fields the API requires, paginated
-lists (``page``, ``per_page``, ``result_info``), and injectable faults (status + body +
-headers, e.g. 429 with Retry-After, 5xx, non-JSON bodies; or a delay for timeouts). Every
-request is logged (method, path, query, headers, JSON body, time).
+It follows the Cloudflare v4 OpenAPI spec (cloudflare/api-schemas ``openapi.yaml``, tag
+"AI Gateway Gateways": operations aig-config-list-gateway, aig-config-create-gateway,
+aig-config-fetch-gateway, aig-config-update-gateway, aig-config-delete-gateway) on
+``/client/v4/accounts/{account}/ai-gateway/gateways[/{id}]``:
+
+- the ``{success, errors, messages, result}`` envelope; each error is ``{code, message}``
+  plus ``path`` (validation) or ``documentation_url`` (forbidden);
+- validation errors: 400, code 7001, ``path`` naming the field (required keys, types,
+  ``rate_limiting_technique`` optional and nullable, null allowed for ``cache_ttl`` and the
+  rate limits, the gateway id pattern ``^[a-z0-9_]+(?:-[a-z0-9_]+)*$`` and 1-64 characters,
+  read-only fields refused);
+- a missing gateway: 404, code 7002; an unknown token: 401, code 10000; a read-only token
+  on a write: 403, code 10000 with ``documentation_url``;
+- PUT REPLACES the whole configuration: a setting the body leaves out goes back to its
+  default (the behaviour the CLI must survive: it reads, merges, then writes);
+- DELETE answers with the deleted gateway;
+- lists of at most 100 per page (``page``, ``per_page``, ``result_info``; an empty page past
+  the end);
+- injectable faults (status + body + headers, e.g. 429 with Retry-After, 5xx, non-JSON
+  bodies; or a delay for timeouts).
+
+Every request is logged (method, path, query, headers, JSON body, time).
 """
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,7 +45,7 @@ PREFIX = "/client/v4/accounts/"
 
 # What the tests expect on the wire for the template's default answers.
 GATEWAYS = f"{PREFIX}{ACCOUNT_ID}/ai-gateway/gateways"
-LIST = ("GET", f"{GATEWAYS}?page=1&per_page=50")
+LIST = ("GET", f"{GATEWAYS}?page=1&per_page=100")
 SETTINGS = {  # ai-gateway.toml's settings with the default answers, as create/update send them
     "cache_ttl": 0,
     "cache_invalidate_on_update": True,
@@ -40,16 +56,23 @@ SETTINGS = {  # ai-gateway.toml's settings with the default answers, as create/u
     "authentication": True,
 }
 
-REQUIRED_CREATE = {
-    "id": str,
-    "cache_invalidate_on_update": bool,
-    "cache_ttl": int,
-    "collect_logs": bool,
-    "rate_limiting_interval": int,
-    "rate_limiting_limit": int,
-    "rate_limiting_technique": str,
+# Required keys of create and update, and whether null is allowed.
+REQUIRED = {
+    "cache_invalidate_on_update": (bool, False),
+    "collect_logs": (bool, False),
+    "cache_ttl": (int, True),
+    "rate_limiting_interval": (int, True),
+    "rate_limiting_limit": (int, True),
 }
-REQUIRED_UPDATE = {k: v for k, v in REQUIRED_CREATE.items() if k != "id"}
+GATEWAY_ID_RE = re.compile(r"[a-z0-9_]+(?:-[a-z0-9_]+)*")
+READ_ONLY = ("id", "account_id", "account_tag", "internal_id", "created_at", "modified_at",
+             "is_default")
+# What a new gateway has for the optional settings a body leaves out (and what PUT resets
+# them to, since it replaces the whole configuration).
+DEFAULTS = {"authentication": False, "log_management": None, "log_management_strategy": None,
+            "logpush": False, "logpush_public_key": None, "rate_limiting_technique": None,
+            "workers_ai_billing_mode": "postpaid"}
+FORBIDDEN_DOCS = "https://developers.cloudflare.com/fundamentals/api/reference/permissions/"
 
 
 @dataclass
@@ -94,11 +117,11 @@ def envelope(result=None, errors=(), success=None, result_info=None) -> dict:
 
 class FakeCloudflareAPI:
     def __init__(self, token: str = TOKEN, read_only_token: str = READ_ONLY_TOKEN,
-                 max_per_page: int = 50, total_count_in_result_info: bool = True):
+                 max_per_page: int = 100, result_info: bool = True):
         self.token = token
         self.read_only_token = read_only_token
         self.max_per_page = max_per_page
-        self.total_count_in_result_info = total_count_in_result_info
+        self.result_info = result_info
         self.gateways: dict = {}   # account_id -> {gateway_id: gateway}
         self.requests: list = []
         self.faults: list = []
@@ -172,8 +195,7 @@ class FakeCloudflareAPI:
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
         gw = {"id": fields["id"], "account_id": account_id, "account_tag": account_id,
               "internal_id": f"int-{fields['id']}", "created_at": now, "modified_at": now,
-              "authentication": False, "log_management": None,
-              "log_management_strategy": None, "logpush": False, "logpush_public_key": None}
+              "is_default": False, **DEFAULTS}
         gw.update(fields)
         return gw
 
@@ -224,8 +246,11 @@ class FakeCloudflareAPI:
             pass  # the client gave up (timeout test)
 
     @staticmethod
-    def _err(status: int, code: int, message: str):
-        return status, envelope(None, [{"code": code, "message": message}])
+    def _err(status: int, code: int, message: str, **extra):
+        return status, envelope(None, [{"code": code, "message": message, **extra}])
+
+    def _invalid(self, message: str, path: str):
+        return self._err(400, 7001, message, path=[path])
 
     def _route(self, method, path, query, headers, body):
         if not path.startswith(PREFIX):
@@ -238,7 +263,8 @@ class FakeCloudflareAPI:
         auth = headers.get("Authorization", "")
         if auth == f"Bearer {self.read_only_token}":
             if method != "GET":
-                return self._err(403, 10000, "Authentication error")
+                return self._err(403, 10000, "Authentication error",
+                                 documentation_url=FORBIDDEN_DOCS)
         elif auth != f"Bearer {self.token}":
             return self._err(401, 10000, "Authentication error")
         with self._lock:
@@ -248,7 +274,7 @@ class FakeCloudflareAPI:
             if gateway_id is None and method == "POST":
                 return self._create(account_id, gws, body)
             if gateway_id is None:
-                return self._err(405, 7001, "Method not allowed")
+                return self._err(405, 10405, "Method not allowed")
             gw = gws.get(gateway_id)
             if gw is None:
                 return self._err(404, 7002, "Not Found")
@@ -258,51 +284,73 @@ class FakeCloudflareAPI:
                 return self._update(gw, body)
             if method == "DELETE":
                 del gws[gateway_id]
-                return 200, envelope({"id": gateway_id})
-            return self._err(405, 7001, "Method not allowed")
+                return 200, envelope(gw)
+            return self._err(405, 10405, "Method not allowed")
 
     def _list(self, gws, query):
         try:
             page = int(query.get("page", 1))
-            per_page = min(int(query.get("per_page", 20)), self.max_per_page)
+            per_page = int(query.get("per_page", 20))
         except ValueError:
-            return self._err(400, 7003, "Invalid pagination")
+            return self._invalid("Expected a number", "page")
+        if page < 1:
+            return self._invalid("Too small: expected number to be >=1", "page")
+        if not 1 <= per_page <= 100:
+            return self._invalid("Expected a number from 1 to 100", "per_page")
+        per_page = min(per_page, self.max_per_page)
         items = sorted(gws.values(), key=lambda g: g["id"])
         chunk = items[(page - 1) * per_page: page * per_page]
-        info = {"page": page, "per_page": per_page, "count": len(chunk)}
-        if self.total_count_in_result_info:
-            info["total_count"] = len(items)
-        return 200, envelope(chunk, result_info=info)
+        info = {"page": page, "per_page": per_page, "count": len(chunk),
+                "total_count": len(items)}
+        return 200, envelope(chunk, result_info=info if self.result_info else None)
 
     @staticmethod
-    def _check(body, required) -> str | None:
+    def _check(body, read_only=()) -> tuple | None:
+        """(message, path) of the first validation problem, or None."""
         if not isinstance(body, dict):
-            return "Body must be a JSON object"
-        for key, kind in required.items():
+            return "Expected object, received " + type(body).__name__, ""
+        for key, (kind, nullable) in REQUIRED.items():
             if key not in body:
-                return f"Missing required field: {key}"
-            if kind is int and (isinstance(body[key], bool) or not isinstance(body[key], int)):
-                return f"{key} must be an integer"
-            if not isinstance(body[key], kind):
-                return f"{key} must be of type {kind.__name__}"
-        if body["rate_limiting_technique"] not in ("fixed", "sliding"):
-            return "rate_limiting_technique must be fixed or sliding"
+                return "Required", key
+            value = body[key]
+            if value is None:
+                if not nullable:
+                    return "Expected " + kind.__name__ + ", received null", key
+                continue
+            if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+                return f"Expected {kind.__name__}, received {type(value).__name__}", key
+            if kind is int and value < 0:
+                return "Too small: expected number to be >=0", key
+        if body.get("rate_limiting_technique") not in (None, "fixed", "sliding"):
+            return "Invalid option: expected one of \"fixed\"|\"sliding\"", \
+                "rate_limiting_technique"
+        for key in read_only:
+            if key in body:
+                return "Unrecognized key: " + key, key
         return None
 
     def _create(self, account_id, gws, body):
-        problem = self._check(body, REQUIRED_CREATE)
+        problem = self._check(body, READ_ONLY[1:])
         if problem:
-            return self._err(400, 7003, problem)
-        if body["id"] in gws:
-            return self._err(400, 7006, "A gateway with this id already exists")
+            return self._invalid(*problem)
+        gid = body.get("id")
+        if not isinstance(gid, str) or not 1 <= len(gid) <= 64 \
+                or not GATEWAY_ID_RE.fullmatch(gid):
+            return self._invalid("Invalid string: must match pattern "
+                                 "/^[a-z0-9_]+(?:-[a-z0-9_]+)*$/", "id")
+        if gid in gws:
+            return self._invalid("A gateway with this ID already exists", "id")
         gw = self._new_gateway(account_id, body)
         gws[gw["id"]] = gw
         return 200, envelope(gw)
 
     def _update(self, gw, body):
-        problem = self._check(body, REQUIRED_UPDATE)
+        problem = self._check(body, READ_ONLY)
         if problem:
-            return self._err(400, 7003, problem)
-        gw.update({k: v for k, v in body.items() if k != "id"})
+            return self._invalid(*problem)
+        # PUT replaces the configuration: what the body leaves out is reset.
+        kept = {k: gw[k] for k in READ_ONLY if k in gw}
+        gw.clear()
+        gw.update({**kept, **DEFAULTS, **body})
         gw["modified_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
         return 200, envelope(gw)

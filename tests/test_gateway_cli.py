@@ -1,13 +1,15 @@
 """scripts/ai_gateway.py run as a subprocess against the loopback v4 API."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pty
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,8 @@ from conftest import ACCOUNT_ID, TEMPLATE_ROOT
 from fake_cloudflare_api import GATEWAYS, LIST, READ_ONLY_TOKEN, SETTINGS, TOKEN, FakeCloudflareAPI
 
 SCRIPT = TEMPLATE_ROOT / "template" / "_shared" / "scripts" / "ai_gateway.py"
-# The script supports Python 3.9+: AI_GATEWAY_TEST_PYTHON=/path/to/python3.9 runs these tests
-# with another interpreter (the default is the one running pytest).
+# The script supports Python 3.11+: AI_GATEWAY_TEST_PYTHON=/path/to/python3.11 runs these
+# tests with another interpreter (the default is the one running pytest).
 PYTHON = os.environ.get("AI_GATEWAY_TEST_PYTHON") or sys.executable
 ENV_IDS = {"development": "demo-gw-development", "staging": "demo-gw-staging",
            "production": "demo-gw"}
@@ -70,9 +72,12 @@ def cli(*args, fake=None, config=None, env=None, script=SCRIPT, cwd=None, stdin=
                           capture_output=True, text=True, timeout=60,
                           stdin=stdin if stdin is not None else subprocess.DEVNULL)
     output = proc.stdout + proc.stderr
-    # The token must never be printed, whatever happened.
+    # The token must never be printed, whatever happened: not even 8 characters of it, in any
+    # case, across line breaks.
+    squeezed = "".join(output.split()).lower()
     for secret in (TOKEN, READ_ONLY_TOKEN):
-        assert secret not in output
+        for i in range(len(secret) - 7):
+            assert secret[i:i + 8].lower() not in squeezed
     assert "Traceback" not in output
     return proc
 
@@ -93,6 +98,14 @@ def assert_failure(proc, code: int, *fragments: str) -> str:
 
 def create_body(gateway_id: str, **overrides) -> dict:
     return {"id": gateway_id, **SETTINGS, **overrides}
+
+
+def put_body(seeded: dict, **file_settings) -> dict:
+    """What update/sync PUT for a gateway seeded with `seeded`: its updatable, non-null
+    settings (the fake's defaults included) with the file's settings applied."""
+    current = {"authentication": False, "logpush": False, "workers_ai_billing_mode": "postpaid",
+               **{k: v for k, v in seeded.items() if k != "id" and v is not None}}
+    return {**current, **SETTINGS, **file_settings}
 
 
 # ------------------------------------------------------------------ help and settings
@@ -118,47 +131,15 @@ def test_top_level_help_names_every_command_and_the_variables():
         assert word in proc.stdout
 
 
-def test_fallback_toml_parser_matches_tomllib():
-    import tomllib
-
-    spec = importlib.util.spec_from_file_location("ai_gateway_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    sample = (
-        '# comment\naccount_id = ""  # trailing\n\n[gateways.production]\n'
-        'id = "demo-gw"\ncache_ttl = 3_600\nneg = -5\nratio = 0.5\nflag = false\n'
-        'escaped = "a \\"quoted\\" \\\\ \\u00e9 \\t tab # not a comment"\n'
-        "literal = 'C:\\path'\nlist = [1, \"two\", true]\n"
-        '[gateways."odd.env"]\n  id = "x"  \n"quoted key" = 1\n'
-    )
-    assert module.parse_toml_subset(sample) == tomllib.loads(sample)
-    for text in TEMPLATE_ROOT.glob("template/_shared/ai-gateway.toml*"):
-        assert "gateways" in text.read_text()
-    for bad in ('a = "open', "[t\nx=1", "a = 1 2", "[[arr]]\n", "a = nope", "a = 1\na = 2",
-                "[t]\n[t]\n"):
-        with pytest.raises(ValueError):
-            module.parse_toml_subset(bad)
-
-
-def test_sync_works_without_tomllib(fake, tmp_path):
-    """Python 3.9/3.10 have no tomllib: the script's own parser reads the file."""
-    config = write_config(tmp_path / "ai-gateway.toml", envs=("staging", "production"))
-    blocker = tmp_path / "sitecustomize.py"
-    blocker.write_text("import sys\nsys.modules['tomllib'] = None\n")
-    env = base_env(fake, PYTHONPATH=str(tmp_path))
-    probe = subprocess.run([PYTHON, "-c", "import tomllib"], env=env,
-                           capture_output=True, text=True)
-    assert probe.returncode != 0  # the blocker works
-    proc = cli("sync", config=config, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert [r.body for r in fake.writes()] == [create_body("demo-gw-staging"),
-                                               create_body("demo-gw")]
-
-
 @pytest.mark.parametrize("text, fragment", [
     ("account_id = 1\n[gateways.production]\nid='x'\n", "account_id must be a string"),
     ('account_id = ""\n', "no [gateways.<environment>] table"),
     ('[gateways.production]\nid = "Bad_ID"\n', "id must be 1 to 64 lowercase"),
+    ('[gateways.production]\nid = "a--b"\n', "in groups joined by single hyphens"),
+    ('[gateways.production]\nid = ".."\n', 'got ".."'),
+    ('[gateways.production]\nid = "' + "a" * 65 + '"\n', "1 to 64"),
+    ('[gateways.production]\nid = "gw"\ncache_invalidate_on_update = true\n'
+     'collect_logs = true\ncreated_at = "x"\n', "created_at is set by Cloudflare"),
     ('[gateways.production]\nid = "gw"\ncache_ttl = 0\n', "missing cache_invalidate_on_update"),
     ("this is not toml", "is not valid TOML"),
 ])
@@ -173,7 +154,11 @@ def test_bad_settings_file_is_one_line_exit_2(fake, tmp_path, text, fragment):
 def test_bad_setting_values_are_rejected_before_any_request(fake, tmp_path):
     for overrides, fragment in [({"cache_ttl": -1}, "cache_ttl must be a whole number >= 0"),
                                 ({"collect_logs": "yes"}, "collect_logs must be true or false"),
-                                ({"rate_limiting_technique": "leaky"}, "must be \"fixed\" or")]:
+                                ({"rate_limiting_technique": "leaky"}, "must be \"fixed\" or"),
+                                ({"retry_max_attempts": 6}, "from 1 to 5"),
+                                ({"retry_delay": 5001}, "from 0 to 5000"),
+                                ({"retry_backoff": "random"}, '"constant" or "linear" or'),
+                                ({"byok_only": 1}, "byok_only must be true or false")]:
         config = write_config(tmp_path / "ai-gateway.toml", **overrides)
         assert_failure(cli("sync", fake=fake, config=config), 2, fragment)
     assert fake.requests == []
@@ -245,7 +230,8 @@ def test_drift_is_updated_with_a_printed_diff(fake, config):
     assert proc.returncode == 0, proc.stderr
     assert fake.calls() == [LIST, ("PUT", f"{GATEWAYS}/demo-gw")]
     body = fake.requests[1].body
-    assert body == SETTINGS and "id" not in body  # PUT: every setting, no id
+    # PUT: the whole configuration (logpush, set elsewhere, included), the file applied, no id
+    assert body == put_body({"logpush": True}) and "id" not in body
     assert "production: demo-gw: updating" in proc.stdout
     assert "    cache_ttl: 300 -> 0" in proc.stdout
     assert "    rate_limiting_limit: 50 -> 100" in proc.stdout
@@ -321,29 +307,54 @@ def test_extra_keys_are_sent_as_is_and_managed(fake, tmp_path):
     assert fake.requests[1].body["log_management"] == 10000
 
 
-@pytest.mark.parametrize("with_total_count", [True, False])
-def test_sync_reads_every_page_once(tmp_path, with_total_count):
-    with FakeCloudflareAPI(total_count_in_result_info=with_total_count) as fake:
+@pytest.mark.parametrize("result_info, pages", [(True, 2), (False, 3)])
+def test_sync_reads_every_page_once(tmp_path, result_info, pages):
+    """Pages of 100 until an empty page; a page shorter than the per_page the API says it
+    used also ends the list (without result_info, only the empty page does)."""
+    with FakeCloudflareAPI(result_info=result_info) as fake:
         for i in range(120):
             fake.seed(**create_body(f"a-other-{i:03d}"))
-        fake.seed(**create_body("demo-gw"))  # sorts last: page 3
+        fake.seed(**create_body("demo-gw"))  # sorts last: page 2
         config = write_config(tmp_path / "ai-gateway.toml")
         proc = cli("sync", fake=fake, config=config)
         assert proc.returncode == 0, proc.stderr
-        assert fake.calls() == [("GET", f"{GATEWAYS}?page={p}&per_page=50") for p in (1, 2, 3)]
+        assert fake.calls() == [("GET", f"{GATEWAYS}?page={p}&per_page=100")
+                                for p in range(1, pages + 1)]
         assert "unchanged" in proc.stdout
         listed = json.loads(cli("list", "--json", fake=fake, config=config).stdout)
         assert len(listed) == 121 and listed[-1]["id"] == "demo-gw"
 
 
-def test_exactly_full_last_page_without_total_count_costs_one_empty_page(tmp_path):
-    with FakeCloudflareAPI(total_count_in_result_info=False) as fake:
-        for i in range(50):
+def test_a_server_with_smaller_pages_is_read_to_the_end(tmp_path):
+    """The API may serve fewer than the 100 asked for: a page of its own size is not short."""
+    with FakeCloudflareAPI(max_per_page=20) as fake:
+        for i in range(45):
             fake.seed(**create_body(f"gw-{i:02d}"))
         proc = cli("list", "--json", fake=fake, config=write_config(tmp_path / "c.toml"))
-        assert len(json.loads(proc.stdout)) == 50
-        assert [c[1].split("?")[1] for c in fake.calls()] == ["page=1&per_page=50",
-                                                              "page=2&per_page=50"]
+        assert len(json.loads(proc.stdout)) == 45
+        assert [c[1].split("?")[1] for c in fake.calls()] == [
+            f"page={p}&per_page=100" for p in (1, 2, 3)]
+
+
+def test_exactly_full_last_page_costs_one_empty_page(tmp_path):
+    with FakeCloudflareAPI(result_info=False) as fake:
+        for i in range(100):
+            fake.seed(**create_body(f"gw-{i:03d}"))
+        proc = cli("list", "--json", fake=fake, config=write_config(tmp_path / "c.toml"))
+        assert len(json.loads(proc.stdout)) == 100
+        assert [c[1].split("?")[1] for c in fake.calls()] == ["page=1&per_page=100",
+                                                              "page=2&per_page=100"]
+
+
+def test_the_page_cap_is_an_error_never_a_silent_cut(tmp_path):
+    with FakeCloudflareAPI(max_per_page=1) as fake:
+        for i in range(101):
+            fake.seed(**create_body(f"gw-{i:03d}"))
+        config = write_config(tmp_path / "c.toml")
+        proc = cli("sync", fake=fake, config=config)
+        assert_failure(proc, 1, "listing the gateways failed: the API still had more after "
+                                "100 pages (100 gateways)", "nothing was written")
+        assert len(fake.requests) == 100 and fake.writes() == []
 
 
 def test_a_failing_write_stops_the_sync_and_says_what_was_done(fake, tmp_path):
@@ -400,19 +411,24 @@ def test_create_and_create_again(fake, config):
     assert fake.calls() == [("POST", GATEWAYS)]
     assert fake.requests[0].body == create_body("demo-gw")
     again = cli("create", fake=fake, config=config)
-    assert_failure(again, 1, "HTTP 400", "7006", "already exists", "use `update` or `sync`")
+    assert_failure(again, 1, "HTTP 400", "Cloudflare error 7001: A gateway with this ID "
+                   "already exists (at id)", "use `update` or `sync`")
     assert len(fake.requests) == 2  # a 4xx is not retried
 
 
-def test_update(fake, config):
-    fake.seed(**create_body("demo-gw", cache_ttl=99))
+def test_update_reads_then_writes(fake, config):
+    fake.seed(**create_body("demo-gw", cache_ttl=99, zdr=True))
     proc = cli("update", "--json", fake=fake, config=config)
     assert proc.returncode == 0, proc.stderr
-    assert fake.calls() == [("PUT", f"{GATEWAYS}/demo-gw")]
-    assert fake.requests[0].body == SETTINGS
+    assert fake.calls() == [("GET", f"{GATEWAYS}/demo-gw"), ("PUT", f"{GATEWAYS}/demo-gw")]
+    assert fake.requests[1].body == put_body({"zdr": True})
     assert json.loads(proc.stdout)["cache_ttl"] == 0
+    assert fake.gateways[ACCOUNT_ID]["demo-gw"]["zdr"] is True
     fake.gateways[ACCOUNT_ID].clear()
-    assert_failure(cli("update", fake=fake, config=config), 1, "HTTP 404", "does not exist")
+    fake.requests.clear()
+    assert_failure(cli("update", fake=fake, config=config), 1, 'reading gateway "demo-gw"',
+                   "HTTP 404", "Cloudflare error 7002", "does not exist")
+    assert fake.writes() == []
 
 
 def test_delete_needs_yes_without_a_terminal(fake, config):
@@ -425,6 +441,9 @@ def test_delete_needs_yes_without_a_terminal(fake, config):
     assert fake.calls() == [("DELETE", f"{GATEWAYS}/demo-gw")]
     assert 'deleted gateway "demo-gw" (production)' in proc.stdout
     assert fake.gateways[ACCOUNT_ID] == {}
+    fake.seed(**create_body("demo-gw"))
+    deleted = json.loads(cli("delete", "--yes", "--json", fake=fake, config=config).stdout)
+    assert deleted["id"] == "demo-gw" and deleted["cache_ttl"] == 0  # DELETE returns it
 
 
 @pytest.mark.parametrize("answer, deleted", [("demo-gw", True), ("y", False)])
@@ -473,7 +492,8 @@ def test_bad_token_is_401_with_the_read_permission_and_no_retry(fake, config):
 def test_read_only_token_fails_the_write_naming_the_edit_permission(fake, config):
     proc = cli("sync", config=config, env=base_env(fake, token=READ_ONLY_TOKEN))
     assert_failure(proc, 1, 'creating gateway "demo-gw" (production) failed', "HTTP 403",
-                   "10000", '"AI Gateway Edit"')
+                   "Cloudflare error 10000: Authentication error (see https://developers."
+                   "cloudflare.com/fundamentals/api/reference/permissions/)", '"AI Gateway Edit"')
     assert [c[0] for c in fake.calls()] == ["GET", "POST"]
 
 
@@ -497,7 +517,7 @@ def test_account_from_environment_wins_over_the_file(fake, tmp_path):
 def test_verbose_logs_method_and_url_never_the_token(fake, config):
     proc = cli("sync", "--verbose", fake=fake, config=config)
     assert proc.returncode == 0
-    assert f"> GET {fake.base_url}/accounts/{ACCOUNT_ID}/ai-gateway/gateways?page=1&per_page=50" \
+    assert f"> GET {fake.base_url}/accounts/{ACCOUNT_ID}/ai-gateway/gateways?page=1&per_page=100" \
         in proc.stderr
     assert f"> POST {fake.base_url}/accounts/{ACCOUNT_ID}/ai-gateway/gateways" in proc.stderr
     assert "< 200 OK" in proc.stderr
@@ -553,19 +573,22 @@ def test_4xx_is_not_retried(fake, config):
     assert len(fake.requests) == 1
 
 
-def test_timeouts_are_retried(fake, config):
-    fake.add_fault(method="GET", status=0, delay=1.0)  # slow once, then normal
-    proc = cli("sync", "--timeout", "0.3", fake=fake, config=config)
+def test_timeouts_are_retried_within_the_deadline(fake, config):
+    """Each attempt gets an equal share of the time left: 8 s for 4 attempts = 2 s first."""
+    fake.add_fault(method="GET", status=0, delay=3.0)  # slow once, then normal
+    proc = cli("sync", "--timeout", "8", fake=fake, config=config)
     assert proc.returncode == 0, proc.stderr
-    assert "no answer within 0.3s; retrying" in proc.stderr
-    assert fake.calls()[:2] == [LIST, LIST]
+    assert "no complete answer within 2.0s; retrying" in proc.stderr
+    assert fake.calls() == [LIST, LIST, ("POST", GATEWAYS)]
 
 
 def test_timeouts_give_up(fake, config):
-    fake.add_fault(method="GET", status=0, delay=1.0, times=10)
-    proc = cli("list", "--timeout", "0.2", "--attempts", "3", fake=fake, config=config)
-    assert_failure(proc, 1, "listing the gateways failed: no answer within 0.2s (after 3 "
-                            "attempts)", "--timeout")
+    fake.add_fault(method="GET", status=0, delay=2.0, times=10)
+    started = time.monotonic()
+    proc = cli("list", "--timeout", "0.6", "--attempts", "3", fake=fake, config=config)
+    assert time.monotonic() - started < 2.5
+    assert_failure(proc, 1, "listing the gateways failed: no complete answer within",
+                   "(after 3 attempts; --timeout 0.6s bounds the whole command)")
     assert len(fake.requests) == 3
 
 
@@ -604,3 +627,222 @@ def test_connection_refused(config):
     proc = cli("sync", config=config, env=env)
     assert_failure(proc, 1, "listing the gateways failed: connection error",
                    f"http://127.0.0.1:{port}/client/v4", "after 4 attempts")
+
+
+# ------------------------------------------------------------------ read, merge, write
+
+# Settings made in the dashboard (or by another tool) that ai-gateway.toml does not name.
+DASHBOARD_ONLY = {
+    "dlp": {"enabled": True, "action": "BLOCK", "profiles": ["p-credit-cards"]},
+    "guardrails": {"prompt": {"S1": "BLOCK", "S10": "FLAG"}, "response": {"S1": "FLAG"}},
+    "byok_only": True,
+    "zdr": True,
+    "retry_max_attempts": 3,
+    "retry_delay": 500,
+    "retry_backoff": "exponential",
+    "spend_limits": {"enabled": True, "rules": [{"id": "r1", "limit": 50, "limitType": "cost",
+                                                 "window": 86400, "technique": "sliding"}]},
+    "otel": [{"url": "https://otel.example.com/v1/traces", "headers": {"x-team": "ai"},
+              "content_type": "json"}],
+    "log_management": 100000,
+    "log_management_strategy": "DELETE_OLDEST",
+    "logpush": True,
+    "logpush_public_key": "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
+    "workers_ai_billing_mode": "unified",
+    "log_classification": True,
+    "store_id": "0123abcd0123abcd0123abcd0123abcd",
+}
+
+
+def test_the_fake_put_really_replaces_the_whole_configuration(fake):
+    """What a PUT of only the file's keys would do: reset every other setting."""
+    import urllib.request
+
+    fake.seed(**create_body("demo-gw", **DASHBOARD_ONLY))
+    request = urllib.request.Request(
+        f"{fake.base_url}/accounts/{ACCOUNT_ID}/ai-gateway/gateways/demo-gw", method="PUT",
+        data=json.dumps(SETTINGS).encode(), headers={"Authorization": f"Bearer {TOKEN}",
+                                                      "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+        assert response.status == 200
+    gw = fake.gateways[ACCOUNT_ID]["demo-gw"]
+    assert [key for key in DASHBOARD_ONLY if gw.get(key) == DASHBOARD_ONLY[key]] == []
+
+
+@pytest.mark.parametrize("command", ["sync", "update"])
+def test_settings_the_file_does_not_name_survive_a_write(fake, config, command):
+    fake.seed(**create_body("demo-gw", cache_ttl=300, **DASHBOARD_ONLY))  # cache_ttl drifted
+    proc = cli(command, fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    read = LIST if command == "sync" else ("GET", f"{GATEWAYS}/demo-gw")
+    assert fake.calls() == [read, ("PUT", f"{GATEWAYS}/demo-gw")]
+    put = fake.requests[1].body
+    assert put == {**SETTINGS, "authentication": True, **DASHBOARD_ONLY}
+    for key in ("id", "account_id", "account_tag", "internal_id", "created_at", "modified_at",
+                "is_default"):
+        assert key not in put  # only what update accepts goes back
+    gw = fake.gateways[ACCOUNT_ID]["demo-gw"]
+    assert gw["cache_ttl"] == 0  # the drift is fixed
+    for key, value in DASHBOARD_ONLY.items():
+        assert gw[key] == value, key  # and each dashboard setting survived
+    if command == "sync":
+        assert "    cache_ttl: 300 -> 0" in proc.stdout
+        assert "dlp" not in proc.stdout and "byok_only" not in proc.stdout
+
+    fake.requests.clear()
+    again = cli("sync", "--json", fake=fake, config=config)
+    assert fake.calls() == [LIST] and fake.writes() == []
+    assert (json.loads(again.stdout)["requests"], json.loads(again.stdout)["writes"]) == (1, 0)
+
+
+def test_rate_limiting_technique_is_optional_and_nulls_are_sent(fake, tmp_path):
+    """A file may leave out the technique (optional) and the nullable settings: create sends
+    null for those, and a later sync compares only what the file names."""
+    config = tmp_path / "ai-gateway.toml"
+    config.write_text(f'account_id = "{ACCOUNT_ID}"\n[gateways.production]\nid = "my_gw"\n'
+                      "cache_invalidate_on_update = false\ncollect_logs = true\n")
+    proc = cli("sync", fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert fake.requests[1].body == {"id": "my_gw", "cache_invalidate_on_update": False,
+                                     "collect_logs": True, "cache_ttl": None,
+                                     "rate_limiting_interval": None, "rate_limiting_limit": None}
+    fake.gateways[ACCOUNT_ID]["my_gw"]["rate_limiting_technique"] = "sliding"  # dashboard
+    fake.requests.clear()
+    assert "unchanged" in cli("sync", fake=fake, config=config).stdout
+    assert fake.writes() == []
+    # An update keeps the gateway's nulls and its technique.
+    fake.gateways[ACCOUNT_ID]["my_gw"]["collect_logs"] = False
+    fake.requests.clear()
+    assert cli("sync", fake=fake, config=config).returncode == 0
+    assert fake.requests[1].body == {"cache_invalidate_on_update": False, "collect_logs": True,
+                                     "cache_ttl": None, "rate_limiting_interval": None,
+                                     "rate_limiting_limit": None, "authentication": False,
+                                     "logpush": False, "workers_ai_billing_mode": "postpaid",
+                                     "rate_limiting_technique": "sliding"}
+
+
+@pytest.mark.parametrize("gateway_id", ["a--b", ".", "..", "a/b", "%2e%2e", "-a", "a-", "A",
+                                        "a b", "a" * 65, ""])
+def test_bad_gateway_ids_are_refused_before_any_request(fake, config, gateway_id):
+    for command in (["get", "--", gateway_id], ["delete", "--yes", "--", gateway_id]):
+        proc = cli("--config", str(config), *command, fake=fake)
+        assert_failure(proc, 2, "is not valid", "in groups joined by single hyphens")
+    assert fake.requests == []
+
+
+def test_underscores_are_valid_gateway_ids(fake, config):
+    fake.seed(**create_body("my_gw"))
+    proc = cli("get", "my_gw", "--json", fake=fake, config=config)
+    assert proc.returncode == 0, proc.stderr
+    assert fake.calls() == [("GET", f"{GATEWAYS}/my_gw")]
+
+
+def test_validation_errors_show_the_field(fake, config):
+    fake.add_fault(method="POST", status=400,
+                   body={"success": False, "messages": [], "result": None,
+                         "errors": [{"code": 7001, "message": "Too big: expected <=2592000",
+                                     "path": ["cache_ttl"]}]})
+    assert_failure(cli("sync", fake=fake, config=config), 1,
+                   "HTTP 400, Cloudflare error 7001: Too big: expected <=2592000 (at cache_ttl)")
+
+
+# ------------------------------------------------------------------ deadline
+
+
+class DrippingServer:
+    """Accepts connections and answers one byte per second, forever: the slowest server."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.connections = 0
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/client/v4"
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn):
+        with conn:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+                if self.stop.wait(1.0):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def close(self):
+        self.stop.set()
+        self.sock.close()
+
+
+def test_timeout_bounds_the_whole_call_against_a_dripping_server(config):
+    server = DrippingServer()
+    try:
+        started = time.monotonic()
+        proc = cli("list", "--timeout", "2", config=config,
+                   env=base_env(CLOUDFLARE_API_BASE_URL=server.base_url))
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert elapsed < 3.5, elapsed
+    assert_failure(proc, 1, "listing the gateways failed: no complete answer within",
+                   "--timeout 2s bounds the whole command")
+    assert server.connections >= 2  # retried within the same 2 s
+
+
+# ------------------------------------------------------------------ terminal hygiene
+
+
+def test_the_token_is_masked_cut_split_and_upper_cased(fake, config):
+    echo = (f"<html>{TOKEN.upper()} | {TOKEN[:12]}\n{TOKEN[12:]} | {TOKEN[3:15]}</html>")
+    fake.add_fault(method="GET", status=502, body=echo, times=10)
+    fake.add_fault(method="POST", status=400,
+                   body={"success": False, "messages": [], "result": None,
+                         "errors": [{"code": 7001, "message": f"bad token {TOKEN.upper()}"}]})
+    proc = cli("list", "--attempts", "1", fake=fake, config=config)  # cli() checks every form
+    assert "***" in last_line(proc)
+
+
+def test_credentials_in_the_base_url_are_refused(fake, config):
+    url = fake.base_url.replace("http://", "http://admin:hunter22@")
+    proc = cli("list", "--verbose", config=config, env=base_env(CLOUDFLARE_API_BASE_URL=url))
+    assert_failure(proc, 2, "must not contain a user name or password")
+    assert "hunter22" not in proc.stdout + proc.stderr
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize("url", ["http://api.example.com/client/v4",
+                                 "http://10.0.0.1/client/v4", "ftp://127.0.0.1/x"])
+def test_plain_http_only_to_loopback(config, url):
+    proc = cli("list", config=config, env=base_env(CLOUDFLARE_API_BASE_URL=url))
+    assert_failure(proc, 2, "CLOUDFLARE_API_BASE_URL must")
+
+
+def test_control_characters_are_stripped_from_what_is_printed(fake, config):
+    fake.seed(**create_body("evil\x1b[2J\x1b]0;pwned\x07-gw", cache_ttl=60))
+    fake.add_fault(method="PUT", status=400,
+                   body={"success": False, "messages": [], "result": None,
+                         "errors": [{"code": 7001, "message": "bad\x1b[31m red\u202e\rline"}]})
+    listing = cli("list", fake=fake, config=config)
+    assert listing.returncode == 0
+    assert "\x1b" not in listing.stdout and "\x07" not in listing.stdout
+    assert "evil[2J]0;pwned-gw" in listing.stdout
+    fake.seed(**create_body("demo-gw", cache_ttl=5))
+    proc = cli("sync", fake=fake, config=config)
+    line = assert_failure(proc, 1, "Cloudflare error 7001: bad[31m red line")
+    for char in ("\x1b", "\r", "\u202e"):
+        assert char not in proc.stdout + proc.stderr
+    assert line

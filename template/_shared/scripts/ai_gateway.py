@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Manage this project's Cloudflare AI Gateway(s) as code.
 
 The gateways are described in ``ai-gateway.toml`` at the project root (one table per
@@ -11,31 +10,40 @@ environment). This script talks to the Cloudflare v4 API:
     python3 scripts/ai_gateway.py update [--env NAME]
     python3 scripts/ai_gateway.py delete [ID] [--env NAME] [--yes]
 
+`update` and `sync` read the gateway first and send back its whole configuration with the
+file's settings applied: a setting made in the dashboard and absent from the file is kept.
+
 Environment:
     CLOUDFLARE_API_TOKEN (or CF_API_TOKEN)   API token with "AI Gateway Read" (reads) and
                                              "AI Gateway Edit" (writes); never printed
     CLOUDFLARE_ACCOUNT_ID                    account; wins over account_id in the settings file
     CLOUDFLARE_API_BASE_URL                  default https://api.cloudflare.com/client/v4
-    AI_GATEWAY_TIMEOUT                       seconds per HTTP call (default 30; --timeout)
+                                             (https://, or http:// to a loopback address)
+    AI_GATEWAY_TIMEOUT                       seconds for the whole command, every request and
+                                             retry included (default 60; --timeout)
     AI_GATEWAY_RETRY_BASE_DELAY              first retry delay in seconds (default 1)
 
 Exit codes: 0 done, 1 the API call failed, 2 usage or settings error (bad arguments,
 unreadable settings file, no token or account id), 130 interrupted.
 
-Python 3.9+ and the standard library only: the Worker target (Node) can run it too.
+Python 3.11+ and the standard library only: the Worker target (Node) can run it too.
 """
+
 from __future__ import annotations
 
 import argparse
 import http.client
+import ipaddress
 import json
 import os
-import random
 import re
+import secrets
 import socket
 import ssl
 import sys
+import threading
 import time
+import tomllib
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
@@ -46,55 +54,182 @@ DEFAULT_API_BASE_URL = "https://api.cloudflare.com/client/v4"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "ai-gateway.toml"
 
-# Fields the v4 API requires on create (POST); update (PUT) takes the same minus `id`.
-# (cloudflare SDK: AIGatewayCreateParams / AIGatewayUpdateParams.)
-REQUIRED_SETTINGS = (
-    "cache_invalidate_on_update",
-    "cache_ttl",
-    "collect_logs",
-    "rate_limiting_interval",
-    "rate_limiting_limit",
-    "rate_limiting_technique",
+# The API's rules (Cloudflare v4 API, operations aig-config-create-gateway and
+# aig-config-update-gateway; the `cloudflare` SDKs and Terraform's cloudflare_ai_gateway).
+# Gateway id: 1 to 64 characters, lowercase letters, digits and underscores in groups joined
+# by single hyphens ("my_gw" and "a-b" are valid, "a--b", "-a", "." and ".." are not).
+GATEWAY_ID_RE = re.compile(r"[a-z0-9_]+(?:-[a-z0-9_]+)*")
+GATEWAY_ID_MAX = 64
+GATEWAY_ID_RULE = (
+    "1 to 64 lowercase letters, digits and underscores, in groups joined by single hyphens"
 )
-BOOL_SETTINGS = ("cache_invalidate_on_update", "collect_logs", "authentication")
-INT_SETTINGS = ("cache_ttl", "rate_limiting_interval", "rate_limiting_limit")
-TECHNIQUES = ("fixed", "sliding")
-GATEWAY_ID_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?\Z")
-ACCOUNT_ID_RE = re.compile(r"^[0-9a-fA-F]{32}\Z")
+# Create and update require these keys. The first two need a value; the API takes null for
+# the other three (null = off), so a file may leave them out: create then sends null and
+# update keeps the gateway's current value.
+REQUIRED_SETTINGS = ("cache_invalidate_on_update", "collect_logs")
+NULLABLE_SETTINGS = ("cache_ttl", "rate_limiting_interval", "rate_limiting_limit")
+# Everything update (PUT) accepts. update and sync send the gateway's current value of each
+# of these with the file's settings applied, so that a setting made elsewhere (dashboard,
+# Terraform) is sent back unchanged instead of being left out of the PUT.
+UPDATABLE_SETTINGS = frozenset(
+    {
+        "authentication",
+        "byok_only",
+        "cache_invalidate_on_update",
+        "cache_ttl",
+        "collect_logs",
+        "dlp",
+        "guardrails",
+        "log_classification",
+        "log_management",
+        "log_management_strategy",
+        "logpush",
+        "logpush_public_key",
+        "otel",
+        "rate_limiting_interval",
+        "rate_limiting_limit",
+        "rate_limiting_technique",
+        "retry_backoff",
+        "retry_delay",
+        "retry_max_attempts",
+        "spend_limits",
+        "store_id",
+        "stripe",
+        "workers_ai_billing_mode",
+        "zdr",
+    }
+)
+# Set by Cloudflare, never by a request: not allowed in the settings file.
+READ_ONLY_FIELDS = (
+    "account_id",
+    "account_tag",
+    "internal_id",
+    "created_at",
+    "modified_at",
+    "is_default",
+)
+BOOL_SETTINGS = (
+    "cache_invalidate_on_update",
+    "collect_logs",
+    "authentication",
+    "byok_only",
+    "zdr",
+    "logpush",
+    "log_classification",
+)
+# (minimum, maximum or None) of the whole-number settings.
+INT_SETTINGS = {
+    "cache_ttl": (0, None),
+    "rate_limiting_interval": (0, None),
+    "rate_limiting_limit": (0, None),
+    "retry_max_attempts": (1, 5),
+    "retry_delay": (0, 5000),
+    "log_management": (10000, 10000000),
+}
+CHOICE_SETTINGS = {
+    "rate_limiting_technique": ("fixed", "sliding"),
+    "retry_backoff": ("constant", "linear", "exponential"),
+    "log_management_strategy": ("STOP_INSERTING", "DELETE_OLDEST"),
+}
+ACCOUNT_ID_RE = re.compile(r"[0-9a-fA-F]{32}")
 # The API returns null for an unset optional number or flag; treat it like the "off" value
 # so that a gateway whose API state is null does not look drifted forever.
-NULL_EQUIVALENT = {"cache_ttl": 0, "rate_limiting_interval": 0, "rate_limiting_limit": 0,
-                   "authentication": False}
+NULL_EQUIVALENT = {
+    "cache_ttl": 0,
+    "rate_limiting_interval": 0,
+    "rate_limiting_limit": 0,
+    "authentication": False,
+    "byok_only": False,
+    "zdr": False,
+    "logpush": False,
+}
 
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_TIMEOUT = 60.0  # seconds for the whole command, retries included
 MAX_RETRY_AFTER = 60.0  # seconds: a longer Retry-After is capped at this
-LIST_PER_PAGE = 50
-MAX_PAGES = 200
+MAX_BODY = 32 * 1024 * 1024  # bytes: a larger answer is refused
+LIST_PER_PAGE = 100  # the API's maximum
+MAX_PAGES = 100  # 10,000 gateways: more is reported as an error, never cut silently
 
-TOKEN_HELP = (
+API_ACCESS_HELP = (
     "create an API token (Cloudflare dashboard > My Profile > API Tokens > Create Token > "
     "Custom token, permissions Account > AI Gateway > Read and Edit) and export it as "
     "CLOUDFLARE_API_TOKEN (or CF_API_TOKEN)"
 )
 
-# Secret values that must never reach the terminal (filled with the API token).
-_SECRETS: list = []
+
+# ---------------------------------------------------------------- terminal hygiene
 
 
-def redact(text: str) -> str:
-    text = str(text)
-    for secret in _SECRETS:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+class Redactor:
+    """Masks secrets in text, also when cut, split across lines or changed in case.
+
+    A secret is found through any run of WINDOW consecutive characters of it, compared
+    without case and across whitespace; the whole run it belongs to becomes ***.
+    """
+
+    WINDOW = 8
+
+    def __init__(self) -> None:
+        self.secrets: list[str] = []
+        self._windows: set[str] = set()
+
+    def add(self, secret: str) -> None:
+        secret = "".join(secret.split()).lower()
+        if not secret:
+            return
+        self.secrets.append(secret)
+        width = min(self.WINDOW, len(secret))
+        for i in range(len(secret) - width + 1):
+            self._windows.add(secret[i : i + width])
+
+    def __call__(self, text: str) -> str:
+        if not self.secrets:
+            return text
+        # The text without whitespace, lowercased, and where each character came from.
+        positions = [i for i, ch in enumerate(text) if not ch.isspace()]
+        squeezed = "".join(text[i] for i in positions).lower()
+        hidden = [False] * len(text)
+        for width in {min(self.WINDOW, len(s)) for s in self.secrets}:
+            for j in range(len(squeezed) - width + 1):
+                if squeezed[j : j + width] in self._windows:
+                    for k in range(positions[j], positions[j + width - 1] + 1):
+                        hidden[k] = True
+        out, i = [], 0
+        while i < len(text):
+            if hidden[i]:
+                while i < len(text) and hidden[i]:
+                    i += 1
+                out.append("***")
+            else:
+                out.append(text[i])
+                i += 1
+        return "".join(out)
+
+
+redact = Redactor()
+_jitter = secrets.SystemRandom()
+# C0 and C1 control characters (but newline and tab) and the bidirectional overrides: what
+# could move the cursor, recolour or rewrite the terminal when an API message is printed.
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(text) -> str:
+    """What may reach the terminal: no secret, no control character."""
+    return CONTROL_RE.sub("", redact(str(text)))
+
+
+def one_line(text) -> str:
+    """A value from the API inside one line of output."""
+    return " ".join(CONTROL_RE.sub("", re.sub(r"[\r\n\t]", " ", str(text))).split())
 
 
 def out(text: str = "") -> None:
-    print(redact(text), flush=True)
+    print(safe(text), flush=True)
 
 
 def note(text: str) -> None:
-    print(redact(text), file=sys.stderr, flush=True)
+    print(safe(text), file=sys.stderr, flush=True)
 
 
 class CliError(Exception):
@@ -115,177 +250,51 @@ class ApiError(CliError):
 
 # ---------------------------------------------------------------- settings file (TOML)
 
-def _toml_string(text: str, pos: int, lineno: int):
-    """Parse a basic ("...") or literal ('...') string starting at text[pos]."""
-    quote_char = text[pos]
-    i = pos + 1
-    buf = []
-    escapes = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
-    while i < len(text):
-        ch = text[i]
-        if ch == quote_char:
-            return "".join(buf), i + 1
-        if ch == "\\" and quote_char == '"':
-            nxt = text[i + 1:i + 2]
-            if nxt in escapes:
-                buf.append(escapes[nxt])
-                i += 2
-                continue
-            if nxt in ("u", "U"):
-                width = 4 if nxt == "u" else 8
-                digits = text[i + 2:i + 2 + width]
-                if len(digits) != width or not re.fullmatch(r"[0-9a-fA-F]+", digits):
-                    raise ValueError(f"line {lineno}: bad \\{nxt} escape")
-                buf.append(chr(int(digits, 16)))
-                i += 2 + width
-                continue
-            raise ValueError(f"line {lineno}: unknown escape \\{nxt}")
-        buf.append(ch)
-        i += 1
-    raise ValueError(f"line {lineno}: unterminated string")
+
+def valid_gateway_id(value) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) <= GATEWAY_ID_MAX
+        and GATEWAY_ID_RE.fullmatch(value) is not None
+    )
 
 
-_NUMBER_RE = re.compile(r"[+-]?(\d[\d_]*)(\.\d[\d_]*)?([eE][+-]?\d+)?")
-
-
-def _toml_value(text: str, pos: int, lineno: int):
-    ch = text[pos:pos + 1]
-    if ch in ('"', "'"):
-        if text[pos:pos + 3] in ('"""', "'''"):
-            raise ValueError(f"line {lineno}: multi-line strings are not supported")
-        return _toml_string(text, pos, lineno)
-    if text.startswith("true", pos) and not re.match(r"[\w-]", text[pos + 4:pos + 5] or " "):
-        return True, pos + 4
-    if text.startswith("false", pos) and not re.match(r"[\w-]", text[pos + 5:pos + 6] or " "):
-        return False, pos + 5
-    if ch == "[":
-        items = []
-        pos += 1
-        while True:
-            while pos < len(text) and text[pos] in " \t":
-                pos += 1
-            if text[pos:pos + 1] == "]":
-                return items, pos + 1
-            value, pos = _toml_value(text, pos, lineno)
-            items.append(value)
-            while pos < len(text) and text[pos] in " \t":
-                pos += 1
-            if text[pos:pos + 1] == ",":
-                pos += 1
-            elif text[pos:pos + 1] != "]":
-                raise ValueError(f"line {lineno}: expected , or ] in array")
-    match = _NUMBER_RE.match(text, pos)
-    if match and match.group(0):
-        token = match.group(0).replace("_", "")
-        if match.group(2) or match.group(3):
-            return float(token), match.end()
-        return int(token), match.end()
-    raise ValueError(f"line {lineno}: unsupported value {text[pos:].strip()[:30]!r}")
-
-
-def _toml_key(text: str, lineno: int) -> list:
-    """Split a (possibly dotted, possibly quoted) key into its parts."""
-    parts = []
-    pos = 0
-    text = text.strip()
-    while True:
-        while pos < len(text) and text[pos] in " \t":
-            pos += 1
-        if pos < len(text) and text[pos] in ('"', "'"):
-            part, pos = _toml_string(text, pos, lineno)
-        else:
-            match = re.compile(r"[A-Za-z0-9_-]+").match(text, pos)
-            if not match:
-                raise ValueError(f"line {lineno}: bad key {text!r}")
-            part, pos = match.group(0), match.end()
-        parts.append(part)
-        while pos < len(text) and text[pos] in " \t":
-            pos += 1
-        if pos == len(text):
-            return parts
-        if text[pos] != ".":
-            raise ValueError(f"line {lineno}: bad key {text!r}")
-        pos += 1
-
-
-def parse_toml_subset(text: str) -> dict:
-    """The TOML this settings file uses, for Pythons without tomllib (before 3.11).
-
-    Supports comments, [tables] (dotted, quoted parts), key = value with basic and literal
-    strings, integers, floats, booleans and one-line arrays. Anything else is an error.
-    """
-    root: dict = {}
-    table = root
-    defined = set()
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("[["):
-            raise ValueError(f"line {lineno}: arrays of tables are not supported")
-        if line.startswith("["):
-            end = line.find("]")
-            rest = line[end + 1:].strip() if end >= 0 else ""
-            if end < 0 or (rest and not rest.startswith("#")):
-                raise ValueError(f"line {lineno}: bad table header")
-            parts = _toml_key(line[1:end], lineno)
-            if tuple(parts) in defined:
-                raise ValueError(f"line {lineno}: table [{'.'.join(parts)}] defined twice")
-            defined.add(tuple(parts))
-            table = root
-            for part in parts:
-                table = table.setdefault(part, {})
-                if not isinstance(table, dict):
-                    raise ValueError(f"line {lineno}: {part!r} is not a table")
-            continue
-        key_text, sep, _ = line.partition("=")
-        if not sep:
-            raise ValueError(f"line {lineno}: expected key = value")
-        keys = _toml_key(key_text, lineno)
-        pos = raw.index("=") + 1
-        while pos < len(raw) and raw[pos] in " \t":
-            pos += 1
-        value, end = _toml_value(raw, pos, lineno)
-        rest = raw[end:].strip()
-        if rest and not rest.startswith("#"):
-            raise ValueError(f"line {lineno}: unexpected text after the value: {rest[:30]!r}")
-        target = table
-        for part in keys[:-1]:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise ValueError(f"line {lineno}: {part!r} is not a table")
-        if keys[-1] in target:
-            raise ValueError(f"line {lineno}: key {keys[-1]!r} defined twice")
-        target[keys[-1]] = value
-    return root
-
-
-def parse_toml(text: str) -> dict:
-    try:
-        import tomllib  # Python 3.11+
-    except ImportError:
-        return parse_toml_subset(text)
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(str(exc)) from None
+def check_setting(key: str, value) -> str | None:
+    """What is wrong with one setting of a gateway table, or None."""
+    if key in BOOL_SETTINGS and not isinstance(value, bool):
+        return f"{key} must be true or false (got {json.dumps(value)})"
+    if key in INT_SETTINGS:
+        low, high = INT_SETTINGS[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < low
+            or (high is not None and value > high)
+        ):
+            span = f"from {low} to {high}" if high is not None else f">= {low}"
+            return f"{key} must be a whole number {span} (got {json.dumps(value)})"
+    if key in CHOICE_SETTINGS and value not in CHOICE_SETTINGS[key]:
+        choices = " or ".join(f'"{c}"' for c in CHOICE_SETTINGS[key])
+        return f"{key} must be {choices} (got {json.dumps(value)})"
+    return None
 
 
 def load_settings(path: Path) -> dict:
     """Read and check the settings file; returns {"account_id": str, "gateways": {env: {...}}}."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
     except FileNotFoundError:
-        raise CliError(f"settings file {path} not found: run from the project, or pass "
-                       "--config PATH", EXIT_USAGE) from None
+        raise CliError(
+            f"settings file {path} not found: run from the project, or pass --config PATH",
+            EXIT_USAGE,
+        ) from None
     except OSError as exc:
         raise CliError(f"cannot read settings file {path}: {exc.strerror}", EXIT_USAGE) from None
-    try:
-        data = parse_toml(text)
-    except ValueError as exc:
+    except tomllib.TOMLDecodeError as exc:
         raise CliError(f"{path} is not valid TOML: {exc}", EXIT_USAGE) from None
 
-    def bad(msg: str):
+    def bad(msg: str) -> CliError:
         return CliError(f"{path}: {msg}", EXIT_USAGE)
 
     account_id = data.get("account_id", "")
@@ -298,69 +307,140 @@ def load_settings(path: Path) -> dict:
         where = f"[gateways.{env}]"
         if not isinstance(gw, dict):
             raise bad(f"gateways.{env} must be a table")
-        gid = gw.get("id")
-        if not isinstance(gid, str) or not GATEWAY_ID_RE.match(gid) or len(gid) > 64:
-            raise bad(f"{where} id must be 1 to 64 lowercase letters, digits and hyphens, not "
-                      f"starting or ending with a hyphen (got {json.dumps(gid)})")
+        if not valid_gateway_id(gw.get("id")):
+            raise bad(f"{where} id must be {GATEWAY_ID_RULE} (got {json.dumps(gw.get('id'))})")
         for key in REQUIRED_SETTINGS:
             if key not in gw:
                 raise bad(f"{where} is missing {key} (the API requires it)")
-        for key in BOOL_SETTINGS:
-            if key in gw and not isinstance(gw[key], bool):
-                raise bad(f"{where} {key} must be true or false (got {json.dumps(gw[key])})")
-        for key in INT_SETTINGS:
-            value = gw[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise bad(f"{where} {key} must be a whole number >= 0 (got {json.dumps(value)})")
-        if gw["rate_limiting_technique"] not in TECHNIQUES:
-            raise bad(f"{where} rate_limiting_technique must be \"fixed\" or \"sliding\" "
-                      f"(got {json.dumps(gw['rate_limiting_technique'])})")
+        for key in READ_ONLY_FIELDS:
+            if key in gw:
+                raise bad(f"{where} {key} is set by Cloudflare: remove it from the file")
+        for key, value in gw.items():
+            problem = check_setting(key, value)
+            if problem:
+                raise bad(f"{where} {problem}")
     ids = [gw["id"] for gw in gateways.values()]
     if len(set(ids)) != len(ids):
         raise bad("two environments use the same gateway id")
     return {"account_id": account_id, "gateways": gateways, "path": path}
 
 
-def desired_body(gw: dict, with_id: bool) -> dict:
-    """The JSON body for create (with id) or update (without): every key of the table."""
-    body = {k: v for k, v in gw.items() if k != "id"}
-    if with_id:
-        body = {"id": gw["id"], **body}
+def file_settings(gw: dict) -> dict:
+    """The settings a [gateways.<env>] table manages: every key but id."""
+    return {k: v for k, v in gw.items() if k != "id"}
+
+
+def create_body(gw: dict) -> dict:
+    """POST body: the id, the file's settings, and null for a nullable setting left out."""
+    body = {"id": gw["id"], **file_settings(gw)}
+    for key in NULLABLE_SETTINGS:
+        body.setdefault(key, None)
+    return body
+
+
+def update_body(current: dict, gw: dict) -> dict:
+    """PUT body: the gateway's current configuration with the file's settings applied.
+
+    Only what update accepts is sent back; an unset (null) optional setting stays unset.
+    The three nullable settings are always sent (the API requires them), null included.
+    """
+    body = {k: v for k, v in current.items() if k in UPDATABLE_SETTINGS and v is not None}
+    for key in NULLABLE_SETTINGS:
+        body.setdefault(key, current.get(key))
+    body.update(file_settings(gw))
     return body
 
 
 def same_value(key: str, current, wanted) -> bool:
     if current is None and key in NULL_EQUIVALENT:
         current = NULL_EQUIVALENT[key]
+    if wanted is None and key in NULL_EQUIVALENT:
+        wanted = NULL_EQUIVALENT[key]
     if isinstance(wanted, bool) or isinstance(current, bool):
         return current is wanted
     return current == wanted
 
 
 def drift(current: dict, gw: dict) -> dict:
-    """{setting: (current, wanted)} for every managed setting that differs."""
-    return {key: (current.get(key), wanted)
-            for key, wanted in desired_body(gw, with_id=False).items()
-            if not same_value(key, current.get(key), wanted)}
+    """{setting: (current, wanted)} for every setting of the file that differs."""
+    return {
+        key: (current.get(key), wanted)
+        for key, wanted in file_settings(gw).items()
+        if not same_value(key, current.get(key), wanted)
+    }
 
 
 # ---------------------------------------------------------------- HTTP client
 
-class Api:
-    """The Cloudflare v4 AI Gateway endpoints, with timeouts, retries and clear errors."""
 
-    def __init__(self, base_url: str, token: str, account_id: str, timeout: float,
-                 attempts: int, base_delay: float, verbose: bool):
-        self.base_url = base_url.rstrip("/")
+def check_base_url(base_url: str) -> str:
+    """The API address, refused when it carries credentials or is plain http:// elsewhere
+    than this machine (the token would travel in clear text)."""
+    parts = urlsplit(base_url)
+    name = "CLOUDFLARE_API_BASE_URL"
+    if "@" in parts.netloc:
+        raise CliError(
+            f"{name} must not contain a user name or password (user:pass@host): the API "
+            "token is the only credential; remove that part",
+            EXIT_USAGE,
+        )
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise CliError(
+            f"{name} must be an https:// URL (got {json.dumps(one_line(base_url))})", EXIT_USAGE
+        )
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise CliError(
+            f"{name} must start with https:// (plain http:// only to this machine, e.g. "
+            f"http://127.0.0.1; got host {json.dumps(one_line(parts.hostname))})",
+            EXIT_USAGE,
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise CliError(f"{name} has an invalid port", EXIT_USAGE) from None
+    return base_url.rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Api:
+    """The Cloudflare v4 AI Gateway endpoints, with one deadline, retries and clear errors.
+
+    ``timeout`` bounds everything the command sends: each attempt gets an equal share of the
+    time left for the attempts left, and no retry starts once the time is up.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        account_id: str,
+        timeout: float,
+        attempts: int,
+        base_delay: float,
+        verbose: bool,
+    ):
+        self.base_url = check_base_url(base_url)
         self.token = token
         self.account_id = account_id
         self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
         self.attempts = max(1, attempts)
         self.base_delay = max(0.0, base_delay)
         self.verbose = verbose
         self.ambiguous = False  # the last write may have reached the API before it failed
         self.requests = 0  # HTTP requests sent (retries included)
-        self.writes = 0    # successful POST/PUT/DELETE
+        self.writes = 0  # successful POST/PUT/DELETE
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
 
     def _url(self, gateway_id: str | None = None, query: dict | None = None) -> str:
         url = f"{self.base_url}/accounts/{quote(self.account_id, safe='')}/ai-gateway/gateways"
@@ -370,17 +450,16 @@ class Api:
             url += "?" + urlencode(query)
         return url
 
-    def _send_once(self, method: str, url: str, body: bytes | None):
-        """One HTTP exchange: (status, reason, headers, body bytes). No redirects followed."""
+    def _send_once(self, method: str, url: str, body: bytes | None, limit: float):
+        """One HTTP exchange within `limit` seconds, however slowly the server answers:
+        (status, reason, headers, body bytes). No redirects followed."""
         parts = urlsplit(url)
         if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=self.timeout,
-                                               context=ssl.create_default_context())
-        elif parts.scheme == "http":
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self.timeout)
+            conn = http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=limit, context=ssl.create_default_context()
+            )
         else:
-            raise CliError(f"CLOUDFLARE_API_BASE_URL must start with https:// (got "
-                           f"{self.base_url!r})", EXIT_USAGE)
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=limit)
         headers = {
             "Authorization": f"Bearer {self.token}",
             "Accept": "application/json",
@@ -389,20 +468,58 @@ class Api:
         if body is not None:
             headers["Content-Type"] = "application/json"
         path = parts.path + ("?" + parts.query if parts.query else "")
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            resp = conn.getresponse()
-            return resp.status, resp.reason, resp.headers, resp.read()
-        finally:
+        result: dict = {}
+
+        def exchange() -> None:
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read(MAX_BODY + 1)
+                result["value"] = (resp.status, resp.reason, resp.headers, raw)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                result["error"] = exc
+
+        worker = threading.Thread(target=exchange, daemon=True)
+        worker.start()
+        worker.join(limit)
+        if worker.is_alive():  # a server that answers too slowly (or drips bytes)
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             conn.close()
+            worker.join(1.0)
+            raise TimeoutError
+        conn.close()
+        if "error" in result:
+            raise result["error"]
+        if len(result["value"][3]) > MAX_BODY:
+            raise http.client.HTTPException(f"answer larger than {MAX_BODY} bytes")
+        return result["value"]
 
     def _delay(self, attempt: int) -> float:
         """Exponential backoff with jitter: base * 2^(attempt-1), between half and all of it."""
         ceiling = self.base_delay * (2 ** (attempt - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+        return ceiling / 2 + _jitter.uniform(0, ceiling / 2)
 
-    def request(self, method: str, what: str, gateway_id: str | None = None,
-                query: dict | None = None, body: dict | None = None, write: bool = False):
+    def _out_of_time(self, what: str, problem: str, attempt: int) -> ApiError:
+        return ApiError(
+            f"{what} failed: {problem} (after {_count(attempt, 'attempt')}; --timeout "
+            f"{self.timeout:g}s bounds the whole command). Check your network, or raise "
+            "--timeout / AI_GATEWAY_TIMEOUT, then retry"
+        )
+
+    def request(
+        self,
+        method: str,
+        what: str,
+        gateway_id: str | None = None,
+        query: dict | None = None,
+        body: dict | None = None,
+        write: bool = False,
+    ):
         """Send one API call (retrying what is worth retrying); returns the parsed envelope."""
         url = self._url(gateway_id, query)
         data = json.dumps(body).encode() if body is not None else None
@@ -412,38 +529,47 @@ class Api:
         while True:
             attempt += 1
             last = attempt >= self.attempts
+            left = self.left()
+            if left <= 0:
+                raise self._out_of_time(what, "no time left", attempt - 1)
+            limit = left / (self.attempts - attempt + 1)  # a fair share for each attempt left
             if self.verbose:
-                note(f"> {method} {url}" + (f" (attempt {attempt}/{self.attempts})"
-                                             if attempt > 1 else ""))
+                note(
+                    f"> {method} {url}"
+                    + (f" (attempt {attempt}/{self.attempts})" if attempt > 1 else "")
+                )
             started = time.monotonic()
             self.requests += 1
             try:
-                status, reason, headers, raw = self._send_once(method, url, data)
-            except (socket.timeout, TimeoutError):
+                status, reason, headers, raw = self._send_once(method, url, data, limit)
+            except TimeoutError:
                 self.ambiguous = self.ambiguous or write
-                problem = f"no answer within {self.timeout:g}s"
+                problem = f"no complete answer within {limit:.1f}s"
                 if last:
-                    raise ApiError(f"{what} failed: {problem} (after {attempt} attempts). "
-                                   "Check your network, or raise --timeout / AI_GATEWAY_TIMEOUT, "
-                                   "then retry") from None
-                self._wait(self._delay(attempt), problem, attempt)
+                    raise self._out_of_time(what, problem, attempt) from None
+                self._wait(what, self._delay(attempt), problem, attempt)
                 continue
             except (ConnectionError, OSError, http.client.HTTPException) as exc:
                 if isinstance(exc, ssl.SSLCertVerificationError):
-                    raise ApiError(f"{what} failed: TLS certificate check failed for "
-                                   f"{urlsplit(url).hostname}: {exc.verify_message}. "
-                                   "Check CLOUDFLARE_API_BASE_URL and any proxy") from None
-                self.ambiguous = self.ambiguous or (write and not isinstance(
-                    exc, ConnectionRefusedError))
-                problem = f"connection error ({type(exc).__name__}: {exc})"
+                    raise ApiError(
+                        f"{what} failed: TLS certificate check failed for "
+                        f"{urlsplit(url).hostname}: {exc.verify_message}. "
+                        "Check CLOUDFLARE_API_BASE_URL and any proxy"
+                    ) from None
+                self.ambiguous = self.ambiguous or (
+                    write and not isinstance(exc, ConnectionRefusedError)
+                )
+                problem = f"connection error ({type(exc).__name__}: {one_line(exc)})"
                 if last:
-                    raise ApiError(f"{what} failed: {problem} talking to {self.base_url} "
-                                   f"(after {attempt} attempts). Check your network and "
-                                   "CLOUDFLARE_API_BASE_URL, then retry") from None
-                self._wait(self._delay(attempt), problem, attempt)
+                    raise ApiError(
+                        f"{what} failed: {problem} talking to {self.base_url} (after "
+                        f"{_count(attempt, 'attempt')}). Check your network and "
+                        "CLOUDFLARE_API_BASE_URL, then retry"
+                    ) from None
+                self._wait(what, self._delay(attempt), problem, attempt)
                 continue
             if self.verbose:
-                note(f"< {status} {reason} ({time.monotonic() - started:.2f}s)")
+                note(f"< {status} {one_line(reason)} ({time.monotonic() - started:.2f}s)")
 
             envelope = None
             try:
@@ -462,48 +588,67 @@ class Api:
                     if status == 429:
                         todo = "Wait a minute, then retry"
                     else:
-                        todo = ("Cloudflare's API is failing: retry later "
-                                "(https://www.cloudflarestatus.com)")
-                    raise ApiError(f"{what} failed: {label}{_describe(envelope, raw, headers)} "
-                                   f"after {attempt} attempts. {todo}", status,
-                                   _first_code(envelope)) from None
+                        todo = (
+                            "Cloudflare's API is failing: retry later "
+                            "(https://www.cloudflarestatus.com)"
+                        )
+                    raise ApiError(
+                        f"{what} failed: {label}{_describe(envelope, raw, headers)} after "
+                        f"{_count(attempt, 'attempt')}. {todo}",
+                        status,
+                        _first_code(envelope),
+                    ) from None
                 delay = self._delay(attempt)
                 if status == 429 and retry_after is not None:
                     delay = max(delay, retry_after)
-                self._wait(delay, label + (f", Retry-After {retry_after:g}s"
-                                           if retry_after is not None else ""), attempt)
+                self._wait(
+                    what,
+                    delay,
+                    label + (f", Retry-After {retry_after:g}s" if retry_after is not None else ""),
+                    attempt,
+                )
                 continue
 
             if envelope is None:
-                ctype = headers.get("Content-Type", "no content type")
-                raise ApiError(f"{what} failed: the API answered HTTP {status} with a body that "
-                               f"is not a JSON envelope ({ctype}: {_snippet(raw)!r}). Check "
-                               "CLOUDFLARE_API_BASE_URL (a proxy or captive portal?)", status)
+                ctype = one_line(headers.get("Content-Type", "no content type"))
+                raise ApiError(
+                    f"{what} failed: the API answered HTTP {status} with a body that is not a "
+                    f"JSON envelope ({ctype}: {_snippet(raw)!r}). Check "
+                    "CLOUDFLARE_API_BASE_URL (a proxy or captive portal?)",
+                    status,
+                )
             if 200 <= status < 300 and envelope.get("success") is not False:
                 if write:
                     self.writes += 1
                 return envelope
             raise self._error(what, status, envelope, raw, headers, permission, gateway_id)
 
-    def _wait(self, delay: float, problem: str, attempt: int) -> None:
-        note(f"  {problem}; retrying in {delay:.1f}s (attempt {attempt + 1} of "
-             f"{self.attempts})")
+    def _wait(self, what: str, delay: float, problem: str, attempt: int) -> None:
+        if delay >= self.left():
+            raise self._out_of_time(what, f"{problem}; no time left to retry", attempt)
+        note(f"  {problem}; retrying in {delay:.1f}s (attempt {attempt + 1} of {self.attempts})")
         time.sleep(delay)
 
     def _error(self, what, status, envelope, raw, headers, permission, gateway_id) -> ApiError:
         detail = _describe(envelope, raw, headers)
         code = _first_code(envelope)
         if status in (401, 403):
-            todo = (f"Check that CLOUDFLARE_API_TOKEN (or CF_API_TOKEN) is a valid token with "
-                    f"the \"{permission}\" permission for account {self.account_id} (dashboard "
-                    "> My Profile > API Tokens)")
+            todo = (
+                "Check that CLOUDFLARE_API_TOKEN (or CF_API_TOKEN) is a valid token with "
+                f'the "{permission}" permission for account {self.account_id} (dashboard '
+                "> My Profile > API Tokens)"
+            )
         elif status == 404 and gateway_id is not None:
-            todo = (f"Gateway {json.dumps(gateway_id)} does not exist in account "
-                    f"{self.account_id}: create it with `python3 scripts/ai_gateway.py sync`, or "
-                    "check the id and CLOUDFLARE_ACCOUNT_ID")
+            todo = (
+                f"Gateway {json.dumps(gateway_id)} does not exist in account "
+                f"{self.account_id}: create it with `python3 scripts/ai_gateway.py sync`, or "
+                "check the id and CLOUDFLARE_ACCOUNT_ID"
+            )
         elif status == 404:
-            todo = (f"Check the account id ({self.account_id}: CLOUDFLARE_ACCOUNT_ID or "
-                    "account_id in ai-gateway.toml) and CLOUDFLARE_API_BASE_URL")
+            todo = (
+                f"Check the account id ({self.account_id}: CLOUDFLARE_ACCOUNT_ID or "
+                "account_id in ai-gateway.toml) and CLOUDFLARE_API_BASE_URL"
+            )
         elif 400 <= status < 500:
             todo = "Check the settings in ai-gateway.toml against the API's message"
         else:
@@ -527,76 +672,89 @@ def _retry_after(value) -> float | None:
 
 def _first_code(envelope):
     errors = (envelope or {}).get("errors") or []
-    if errors and isinstance(errors[0], dict):
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         return errors[0].get("code")
     return None
 
 
 def _snippet(raw: bytes, limit: int = 80) -> str:
-    text = raw.decode("utf-8", "replace")
-    return " ".join(text.split())[:limit]
+    return one_line(raw.decode("utf-8", "replace"))[:limit]
 
 
 def _describe(envelope, raw, headers) -> str:
-    """', Cloudflare error 10000: Authentication error' from the envelope, or a body snippet."""
+    """', Cloudflare error 7001: Invalid value (at cache_ttl)' from the envelope, or a body
+    snippet. Error entries follow the v4 envelope: code, message, optional path and
+    documentation_url."""
     if envelope is None:
         if not raw:
             return ""
-        ctype = headers.get("Content-Type", "no content type")
+        ctype = one_line(headers.get("Content-Type", "no content type"))
         return f" (non-JSON body, {ctype}: {_snippet(raw)!r})"
     errors = envelope.get("errors") or []
+    if not isinstance(errors, list):
+        errors = [errors]
     parts = []
     for err in errors[:3]:
-        if isinstance(err, dict):
-            code = err.get("code")
-            msg = err.get("message", "")
-            parts.append(f"Cloudflare error {code}: {msg}" if code is not None else str(msg))
-        else:
-            parts.append(str(err))
+        if not isinstance(err, dict):
+            parts.append(one_line(err)[:200])
+            continue
+        code = err.get("code")
+        text = one_line(err.get("message", ""))[:200]
+        if code is not None:
+            text = f"Cloudflare error {one_line(code)}: {text}"
+        path = err.get("path")
+        if isinstance(path, list) and path:
+            text += f" (at {one_line('.'.join(str(p) for p in path))})"
+        doc = err.get("documentation_url")
+        if isinstance(doc, str) and doc:
+            text += f" (see {one_line(doc)})"
+        parts.append(text)
     return (", " + "; ".join(parts)) if parts else ""
 
 
 # ---------------------------------------------------------------- API operations
 
+
 def list_gateways(api: Api) -> list:
-    """Every gateway of the account, following pages."""
+    """Every gateway of the account: pages of 100 until an empty page (or a page shorter than
+    the page size the API says it used). More than MAX_PAGES pages is an error."""
     gateways: list = []
-    page = 1
-    while page <= MAX_PAGES:
-        env = api.request("GET", "listing the gateways", query={"page": page,
-                                                                 "per_page": LIST_PER_PAGE})
-        items = env.get("result") or []
-        if not isinstance(items, list):
+    for page in range(1, MAX_PAGES + 1):
+        env = api.request(
+            "GET", "listing the gateways", query={"page": page, "per_page": LIST_PER_PAGE}
+        )
+        items = env.get("result")
+        if items is None:
+            items = []
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise ApiError("listing the gateways failed: the API's result is not a list")
-        gateways.extend(items)
-        info = env.get("result_info") or {}
-        per_page = info.get("per_page") or LIST_PER_PAGE
-        total_count = info.get("total_count")
-        total_pages = info.get("total_pages")
         if not items:
-            break
-        if isinstance(total_count, int):
-            if len(gateways) >= total_count:
-                break
-        elif isinstance(total_pages, int):
-            if page >= total_pages:
-                break
-        elif len(items) < per_page:
-            break
-        page += 1
-    return gateways
+            return gateways
+        gateways.extend(items)
+        info = env.get("result_info")
+        served = info.get("per_page") if isinstance(info, dict) else None
+        if isinstance(served, int) and not isinstance(served, bool) and len(items) < served:
+            return gateways
+    raise ApiError(
+        f"listing the gateways failed: the API still had more after {MAX_PAGES} pages "
+        f"({len(gateways)} gateways), where this script stops; nothing was written. Delete "
+        "unused gateways, or manage this account with another tool"
+    )
 
 
 def get_gateway(api: Api, gateway_id: str) -> dict:
-    return api.request("GET", f"reading gateway {json.dumps(gateway_id)}",
-                       gateway_id=gateway_id).get("result") or {}
+    return (
+        api.request("GET", f"reading gateway {json.dumps(gateway_id)}", gateway_id=gateway_id).get(
+            "result"
+        )
+        or {}
+    )
 
 
 def create_gateway(api: Api, env: str, gw: dict) -> dict:
     what = f"creating gateway {json.dumps(gw['id'])} ({env})"
     try:
-        return api.request("POST", what, body=desired_body(gw, with_id=True),
-                           write=True).get("result") or {}
+        return api.request("POST", what, body=create_body(gw), write=True).get("result") or {}
     except ApiError as exc:
         # A timed-out or 5xx create may still have happened: then its retry fails with
         # "already exists". Look before reporting an error.
@@ -612,26 +770,54 @@ def create_gateway(api: Api, env: str, gw: dict) -> dict:
         raise
 
 
-def update_gateway(api: Api, env: str, gw: dict) -> dict:
-    return api.request("PUT", f"updating gateway {json.dumps(gw['id'])} ({env})",
-                       gateway_id=gw["id"], body=desired_body(gw, with_id=False),
-                       write=True).get("result") or {}
+def update_gateway(api: Api, env: str, gw: dict, current: dict) -> dict:
+    """PUT the gateway's current configuration (as read just before) with the file applied."""
+    return (
+        api.request(
+            "PUT",
+            f"updating gateway {json.dumps(gw['id'])} ({env})",
+            gateway_id=gw["id"],
+            body=update_body(current, gw),
+            write=True,
+        ).get("result")
+        or {}
+    )
 
 
 def delete_gateway(api: Api, gateway_id: str) -> dict:
-    return api.request("DELETE", f"deleting gateway {json.dumps(gateway_id)}",
-                       gateway_id=gateway_id, write=True).get("result") or {}
+    return (
+        api.request(
+            "DELETE",
+            f"deleting gateway {json.dumps(gateway_id)}",
+            gateway_id=gateway_id,
+            write=True,
+        ).get("result")
+        or {}
+    )
 
 
 # ---------------------------------------------------------------- output
 
-SUMMARY_COLUMNS = ("id", "authentication", "cache_ttl", "rate_limiting_limit",
-                   "rate_limiting_interval", "rate_limiting_technique", "collect_logs",
-                   "modified_at")
-HEADERS = {"id": "ID", "authentication": "AUTH", "cache_ttl": "CACHE_TTL",
-           "rate_limiting_limit": "LIMIT", "rate_limiting_interval": "PER_SECONDS",
-           "rate_limiting_technique": "WINDOW", "collect_logs": "LOGS",
-           "modified_at": "MODIFIED"}
+SUMMARY_COLUMNS = (
+    "id",
+    "authentication",
+    "cache_ttl",
+    "rate_limiting_limit",
+    "rate_limiting_interval",
+    "rate_limiting_technique",
+    "collect_logs",
+    "modified_at",
+)
+HEADERS = {
+    "id": "ID",
+    "authentication": "AUTH",
+    "cache_ttl": "CACHE_TTL",
+    "rate_limiting_limit": "LIMIT",
+    "rate_limiting_interval": "PER_SECONDS",
+    "rate_limiting_technique": "WINDOW",
+    "collect_logs": "LOGS",
+    "modified_at": "MODIFIED",
+}
 
 
 def fmt(value) -> str:
@@ -640,16 +826,17 @@ def fmt(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return value
+        return one_line(value)
     return json.dumps(value)
 
 
 def print_table(rows: list, columns: list) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(columns)]
-    out("  ".join(h.ljust(w) for h, w in zip(columns, widths)).rstrip())
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(columns)
+    ]
+    out("  ".join(h.ljust(w) for h, w in zip(columns, widths, strict=True)).rstrip())
     for row in rows:
-        out("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        out("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def print_gateway(gw: dict) -> None:
@@ -665,16 +852,20 @@ def print_json(data) -> None:
 
 # ---------------------------------------------------------------- commands
 
+
 def resolve_token(required: bool = True) -> str:
-    token = (os.environ.get("CLOUDFLARE_API_TOKEN") or os.environ.get("CF_API_TOKEN") or "")
+    token = os.environ.get("CLOUDFLARE_API_TOKEN") or os.environ.get("CF_API_TOKEN") or ""
     token = token.strip()
     if token:
-        _SECRETS.append(token)
+        redact.add(token)
         if re.search(r"[^\x21-\x7e]", token):
-            raise CliError("the API token contains spaces or control characters: copy it "
-                           "again into CLOUDFLARE_API_TOKEN", EXIT_USAGE)
+            raise CliError(
+                "the API token contains spaces or control characters: copy it "
+                "again into CLOUDFLARE_API_TOKEN",
+                EXIT_USAGE,
+            )
     elif required:
-        raise CliError(f"no Cloudflare API token: {TOKEN_HELP}", EXIT_USAGE)
+        raise CliError(f"no Cloudflare API token: {API_ACCESS_HELP}", EXIT_USAGE)
     return token
 
 
@@ -686,19 +877,30 @@ def resolve_account(settings: dict | None) -> tuple:
     elif settings and settings["account_id"]:
         account, source = settings["account_id"], settings["path"].name
     else:
-        raise CliError("no Cloudflare account id: set CLOUDFLARE_ACCOUNT_ID or account_id in "
-                       "ai-gateway.toml (dashboard > Overview > Account ID)", EXIT_USAGE)
-    if not ACCOUNT_ID_RE.match(account):
-        raise CliError(f"the account id from {source} must be 32 hex characters (got "
-                       f"{json.dumps(account)})", EXIT_USAGE)
+        raise CliError(
+            "no Cloudflare account id: set CLOUDFLARE_ACCOUNT_ID or account_id in "
+            "ai-gateway.toml (dashboard > Overview > Account ID)",
+            EXIT_USAGE,
+        )
+    if not ACCOUNT_ID_RE.fullmatch(account):
+        raise CliError(
+            f"the account id from {source} must be 32 hex characters (got {json.dumps(account)})",
+            EXIT_USAGE,
+        )
     return account, source
 
 
 def make_api(args, account_id: str, token: str) -> Api:
     base_url = os.environ.get("CLOUDFLARE_API_BASE_URL", "").strip() or DEFAULT_API_BASE_URL
-    return Api(base_url, token, account_id, timeout=args.timeout, attempts=args.attempts,
-               base_delay=_env_float("AI_GATEWAY_RETRY_BASE_DELAY", 1.0),
-               verbose=getattr(args, "verbose", False))
+    return Api(
+        base_url,
+        token,
+        account_id,
+        timeout=args.timeout,
+        attempts=args.attempts,
+        base_delay=_env_float("AI_GATEWAY_RETRY_BASE_DELAY", 1.0),
+        verbose=getattr(args, "verbose", False),
+    )
 
 
 def _env_float(name: str, default: float) -> float:
@@ -719,11 +921,14 @@ def pick_env(settings: dict, env: str | None, command: str) -> str:
     if env is None:
         if len(envs) == 1:
             return envs[0]
-        raise CliError(f"{command}: several environments ({', '.join(envs)}): choose one with "
-                       "--env NAME", EXIT_USAGE)
+        raise CliError(
+            f"{command}: several environments ({', '.join(envs)}): choose one with --env NAME",
+            EXIT_USAGE,
+        )
     if env not in settings["gateways"]:
-        raise CliError(f"unknown environment {env!r}: ai-gateway.toml has "
-                       f"{', '.join(envs)}", EXIT_USAGE)
+        raise CliError(
+            f"unknown environment {env!r}: ai-gateway.toml has {', '.join(envs)}", EXIT_USAGE
+        )
     return env
 
 
@@ -744,9 +949,14 @@ def cmd_list(args, settings) -> int:
 
 
 def _target_id(args, settings) -> tuple:
-    if getattr(args, "gateway_id", None):
+    if getattr(args, "gateway_id", None) is not None:
         if args.env:
             raise CliError("give a gateway id or --env, not both", EXIT_USAGE)
+        if not valid_gateway_id(args.gateway_id):
+            raise CliError(
+                f"gateway id {json.dumps(args.gateway_id)} is not valid: {GATEWAY_ID_RULE}",
+                EXIT_USAGE,
+            )
         return args.gateway_id, None
     env = pick_env(settings, args.env, args.command)
     return settings["gateways"][env]["id"], env
@@ -770,8 +980,7 @@ def cmd_create(args, settings) -> int:
         gw = create_gateway(api, env, settings["gateways"][env])
     except ApiError as exc:
         if exc.status in (400, 409):
-            exc.message += (". If the gateway already exists, use `update` or `sync` "
-                            "instead")
+            exc.message += ". If the gateway already exists, use `update` or `sync` instead"
         raise
     return report_written(args, "created", gw, settings["gateways"][env], env)
 
@@ -790,8 +999,11 @@ def cmd_update(args, settings) -> int:
     env = pick_env(settings, args.env, "update")
     token = resolve_token()
     account, _ = resolve_account(settings)
-    gw = update_gateway(make_api(args, account, token), env, settings["gateways"][env])
-    return report_written(args, "updated", gw, settings["gateways"][env], env)
+    api = make_api(args, account, token)
+    wanted = settings["gateways"][env]
+    current = get_gateway(api, wanted["id"])  # read, merge, write: keep what the file omits
+    gw = update_gateway(api, env, wanted, current)
+    return report_written(args, "updated", gw, wanted, env)
 
 
 def cmd_delete(args, settings) -> int:
@@ -801,10 +1013,12 @@ def cmd_delete(args, settings) -> int:
     label = f"gateway {json.dumps(gid)}" + (f" ({env})" if env else "")
     if not args.yes:
         if not sys.stdin.isatty():
-            raise CliError(f"refusing to delete {label} without confirmation: there is no "
-                           "terminal to ask; pass --yes to delete anyway", EXIT_USAGE)
-        print(f"Delete {label} in account {account}? Its settings and logs are lost.",
-              file=sys.stderr)
+            raise CliError(
+                f"refusing to delete {label} without confirmation: there is no "
+                "terminal to ask; pass --yes to delete anyway",
+                EXIT_USAGE,
+            )
+        note(f"Delete {label} in account {account}? Its settings and logs are lost.")
         print(f"Type the gateway id ({gid}) to confirm: ", end="", file=sys.stderr, flush=True)
         answer = sys.stdin.readline().strip()
         if not sys.stderr.isatty():
@@ -820,8 +1034,9 @@ def cmd_delete(args, settings) -> int:
 
 
 def cmd_sync(args, settings) -> int:
-    envs = list(settings["gateways"]) if args.env is None else [pick_env(settings, args.env,
-                                                                         "sync")]
+    envs = (
+        list(settings["gateways"]) if args.env is None else [pick_env(settings, args.env, "sync")]
+    )
     token = resolve_token(required=not args.dry_run)
     if not token:
         return _offline_plan(args, settings, envs)
@@ -837,21 +1052,30 @@ def cmd_sync(args, settings) -> int:
             plan.append({"env": env, "id": gw["id"], "action": "create", "changes": {}})
         else:
             changes = drift(current, gw)
-            plan.append({"env": env, "id": gw["id"],
-                         "action": "update" if changes else "unchanged",
-                         "changes": {k: {"old": o, "new": n} for k, (o, n) in changes.items()}})
+            plan.append(
+                {
+                    "env": env,
+                    "id": gw["id"],
+                    "action": "update" if changes else "unchanged",
+                    "changes": {k: {"old": o, "new": n} for k, (o, n) in changes.items()},
+                }
+            )
 
     if not args.json:
-        out(f"account {account} (from {source})" + ("; dry run: nothing is written"
-                                                     if args.dry_run else ""))
+        out(
+            f"account {account} (from {source})"
+            + ("; dry run: nothing is written" if args.dry_run else "")
+        )
     done = []
     failure = None
     for item in plan:
         env, gid, action = item["env"], item["id"], item["action"]
         if not args.json:
-            verb = {"create": "create" if args.dry_run else "creating",
-                    "update": "update" if args.dry_run else "updating",
-                    "unchanged": "unchanged (matches ai-gateway.toml)"}[action]
+            verb = {
+                "create": "create" if args.dry_run else "creating",
+                "update": "update" if args.dry_run else "updating",
+                "unchanged": "unchanged (matches ai-gateway.toml)",
+            }[action]
             out(f"{env}: {gid}: {verb}")
             for key, change in item["changes"].items():
                 out(f"    {key}: {fmt(change['old'])} -> {fmt(change['new'])}")
@@ -861,25 +1085,38 @@ def cmd_sync(args, settings) -> int:
             if action == "create":
                 create_gateway(api, env, settings["gateways"][env])
             else:
-                update_gateway(api, env, settings["gateways"][env])
+                update_gateway(api, env, settings["gateways"][env], existing[gid])
             done.append(gid)
         except ApiError as exc:
             failure = exc
             item["error"] = exc.message
             break  # later environments are left for the next sync
-    counts = {a: sum(1 for i in plan if i["action"] == a) for a in ("create", "update",
-                                                                       "unchanged")}
+    counts = {
+        a: sum(1 for i in plan if i["action"] == a) for a in ("create", "update", "unchanged")
+    }
     if args.json:
-        print_json({"account_id": account, "dry_run": args.dry_run, "compared": True,
-                    "gateways": plan, "requests": api.requests, "writes": api.writes})
+        print_json(
+            {
+                "account_id": account,
+                "dry_run": args.dry_run,
+                "compared": True,
+                "gateways": plan,
+                "requests": api.requests,
+                "writes": api.writes,
+            }
+        )
     elif not failure:
         if args.dry_run:
-            out(f"plan: {counts['create']} to create, {counts['update']} to update, "
-                f"{counts['unchanged']} unchanged")
+            out(
+                f"plan: {counts['create']} to create, {counts['update']} to update, "
+                f"{counts['unchanged']} unchanged"
+            )
         else:
-            out(f"sync done: {counts['create']} created, {counts['update']} updated, "
+            out(
+                f"sync done: {counts['create']} created, {counts['update']} updated, "
                 f"{counts['unchanged']} unchanged ({_count(api.requests, 'API request')}, "
-                f"{_count(api.writes, 'write')})")
+                f"{_count(api.writes, 'write')})"
+            )
     if failure:
         if done:
             failure.message += f" (already done: {', '.join(done)})"
@@ -893,48 +1130,87 @@ def _count(n: int, noun: str) -> str:
 
 def _offline_plan(args, settings, envs) -> int:
     """sync --dry-run without a token: show what the file asks for, compare nothing."""
-    plan = [{"env": env, "id": settings["gateways"][env]["id"],
-             "settings": desired_body(settings["gateways"][env], with_id=False)}
-            for env in envs]
+    plan = [
+        {
+            "env": env,
+            "id": settings["gateways"][env]["id"],
+            "settings": file_settings(settings["gateways"][env]),
+        }
+        for env in envs
+    ]
     if args.json:
-        print_json({"account_id": settings["account_id"], "dry_run": True, "compared": False,
-                    "gateways": plan, "requests": 0, "writes": 0})
+        print_json(
+            {
+                "account_id": settings["account_id"],
+                "dry_run": True,
+                "compared": False,
+                "gateways": plan,
+                "requests": 0,
+                "writes": 0,
+            }
+        )
         return EXIT_OK
     out("dry run without an API token: showing ai-gateway.toml, not compared with Cloudflare")
     for item in plan:
         out(f"{item['env']}: {item['id']}")
         for key, value in item["settings"].items():
             out(f"    {key} = {fmt(value)}")
-    note(f"To compare with Cloudflare and then sync: {TOKEN_HELP}")
+    note(f"To compare with Cloudflare and then sync: {API_ACCESS_HELP}")
     return EXIT_OK
 
 
 # ---------------------------------------------------------------- command line
 
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, default=argparse.SUPPRESS, metavar="PATH",
-                        help="settings file (default: ai-gateway.toml in the project root, "
-                             "the folder above scripts/; a relative PATH is from the current "
-                             "directory)")
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print JSON for scripts instead of a table")
-    common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
-                        help="log each HTTP request (method, URL, status; never the token) "
-                             "to stderr")
-    common.add_argument("--timeout", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
-                        help="timeout of each HTTP call (default: AI_GATEWAY_TIMEOUT or 30)")
-    common.add_argument("--attempts", type=int, default=argparse.SUPPRESS, metavar="N",
-                        help="tries per API call on 429, 5xx, timeouts and connection "
-                             "errors (default 4)")
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help="settings file (default: ai-gateway.toml in the project root, "
+        "the folder above scripts/; a relative PATH is from the current "
+        "directory)",
+    )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print JSON for scripts instead of a table",
+    )
+    common.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log each HTTP request (method, URL, status; never the token) to stderr",
+    )
+    common.add_argument(
+        "--timeout",
+        type=float,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="seconds for the whole command, every request and retry "
+        "included (default: AI_GATEWAY_TIMEOUT or 60)",
+    )
+    common.add_argument(
+        "--attempts",
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="tries per API call on 429, 5xx, timeouts and connection errors (default 4)",
+    )
 
     parser = argparse.ArgumentParser(
-        prog="ai_gateway.py", parents=[common],
+        prog="ai_gateway.py",
+        parents=[common],
         description="Manage this project's Cloudflare AI Gateway(s) from ai-gateway.toml "
-                    "through the Cloudflare v4 API. Token: CLOUDFLARE_API_TOKEN (or "
-                    "CF_API_TOKEN), account: CLOUDFLARE_ACCOUNT_ID (wins) or the settings "
-                    "file, API: CLOUDFLARE_API_BASE_URL (default " + DEFAULT_API_BASE_URL + ").",
-        epilog="Exit codes: 0 done, 1 API failure, 2 usage or settings error.")
+        "through the Cloudflare v4 API. Token: CLOUDFLARE_API_TOKEN (or "
+        "CF_API_TOKEN), account: CLOUDFLARE_ACCOUNT_ID (wins) or the settings "
+        "file, API: CLOUDFLARE_API_BASE_URL (default " + DEFAULT_API_BASE_URL + ").",
+        epilog="Exit codes: 0 done, 1 API failure, 2 usage or settings error.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -942,39 +1218,70 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help_text, description=description)
         return p
 
-    env_help = ("environment (a [gateways.NAME] table in the settings file); may be left out "
-                "when the file has only one")
-    add("list", "list every gateway of the account",
-        "List every AI Gateway of the account (all pages).")
-    p = add("get", "show one gateway",
-            "Show one gateway as Cloudflare has it: ID, or the gateway of --env.")
+    env_help = (
+        "environment (a [gateways.NAME] table in the settings file); may be left out "
+        "when the file has only one"
+    )
+    add(
+        "list",
+        "list every gateway of the account",
+        "List every AI Gateway of the account (all pages).",
+    )
+    p = add(
+        "get",
+        "show one gateway",
+        "Show one gateway as Cloudflare has it: ID, or the gateway of --env.",
+    )
     p.add_argument("gateway_id", nargs="?", metavar="ID", help="gateway id (default: --env's)")
     p.add_argument("--env", metavar="NAME", help=env_help)
-    p = add("create", "create the gateway of an environment",
-            "Create the gateway of an environment with the settings from the file (POST). "
-            "Fails if it exists: use sync to create or update as needed.")
+    p = add(
+        "create",
+        "create the gateway of an environment",
+        "Create the gateway of an environment with the settings from the file (POST). "
+        "Fails if it exists: use sync to create or update as needed.",
+    )
     p.add_argument("--env", metavar="NAME", help=env_help)
-    p = add("update", "overwrite the settings of an environment's gateway",
-            "Send the settings from the file to the environment's gateway (PUT).")
+    p = add(
+        "update",
+        "apply the file's settings to an environment's gateway",
+        "Read the environment's gateway (GET), then send its configuration back with the "
+        "settings from the file applied (PUT): settings the file does not name are kept.",
+    )
     p.add_argument("--env", metavar="NAME", help=env_help)
-    p = add("delete", "delete a gateway (asks first)",
-            "Delete a gateway: ID, or the gateway of --env. Asks you to type the id unless "
-            "--yes; without a terminal it refuses unless --yes.")
+    p = add(
+        "delete",
+        "delete a gateway (asks first)",
+        "Delete a gateway: ID, or the gateway of --env. Asks you to type the id unless "
+        "--yes; without a terminal it refuses unless --yes.",
+    )
     p.add_argument("gateway_id", nargs="?", metavar="ID", help="gateway id (default: --env's)")
     p.add_argument("--env", metavar="NAME", help=env_help)
     p.add_argument("--yes", "-y", action="store_true", help="delete without asking")
-    p = add("sync", "create or update the gateways so that they match the file",
-            "Read every gateway of the account with one list call, then per environment: "
-            "create it if missing, update it if a setting drifted (printing old -> new), "
-            "or leave it alone. A repeated sync writes nothing.")
+    p = add(
+        "sync",
+        "create or update the gateways so that they match the file",
+        "Read every gateway of the account with one list call, then per environment: "
+        "create it if missing, update it if a setting of the file drifted (printing "
+        "old -> new; settings the file does not name are sent back unchanged), or leave "
+        "it alone. A repeated sync writes nothing.",
+    )
     p.add_argument("--env", metavar="NAME", help="only this environment (default: all)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the plan, write nothing (without a token: show the file)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan, write nothing (without a token: show the file)",
+    )
     return parser
 
 
-COMMANDS = {"list": cmd_list, "get": cmd_get, "create": cmd_create, "update": cmd_update,
-            "delete": cmd_delete, "sync": cmd_sync}
+COMMANDS = {
+    "list": cmd_list,
+    "get": cmd_get,
+    "create": cmd_create,
+    "update": cmd_update,
+    "delete": cmd_delete,
+    "sync": cmd_sync,
+}
 
 
 def main(argv=None) -> int:
@@ -984,9 +1291,11 @@ def main(argv=None) -> int:
     args.verbose = getattr(args, "verbose", False)
     try:
         timeout = getattr(args, "timeout", None)
-        args.timeout = timeout if timeout is not None else _env_float("AI_GATEWAY_TIMEOUT", 30.0)
-        if args.timeout <= 0:
-            raise CliError("--timeout must be more than 0 seconds", EXIT_USAGE)
+        args.timeout = (
+            timeout if timeout is not None else _env_float("AI_GATEWAY_TIMEOUT", DEFAULT_TIMEOUT)
+        )
+        if not 0 < args.timeout <= 86400:  # also refuses nan and inf
+            raise CliError("--timeout must be more than 0 and at most 86400 seconds", EXIT_USAGE)
         args.attempts = getattr(args, "attempts", 4)
         if args.attempts < 1:
             raise CliError("--attempts must be 1 or more", EXIT_USAGE)
@@ -999,9 +1308,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         note("error: interrupted; nothing more was sent (run the same command again)")
         return EXIT_INTERRUPTED
-    except Exception as exc:  # a bug: still one line, never a traceback with the token
-        note(f"error: unexpected {type(exc).__name__}: {exc} (please report it; rerun with "
-             "--verbose to see which request failed)")
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, never a traceback
+        note(
+            f"error: unexpected {type(exc).__name__}: {exc} (please report it; rerun with "
+            "--verbose to see which request failed)"
+        )
         return EXIT_API
 
 
