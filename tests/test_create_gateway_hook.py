@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from copier import run_copy, run_update
 from plumbum import local
 
 from conftest import ACCOUNT_ID, BASE_ANSWERS, TEMPLATE_ROOT, render
-from fake_cloudflare_api import GATEWAYS, LIST, SETTINGS, TOKEN, FakeCloudflareAPI
+from fake_cloudflare_api import GATEWAYS, LIST, SETTINGS, TOKEN, DrippingServer, FakeCloudflareAPI
 
 RETRY = "python3 scripts/ai_gateway.py sync"
 
@@ -207,6 +208,34 @@ def test_hook_with_cf_api_token_only(project, fake):
     proc = run_hook(project, fake, CLOUDFLARE_API_TOKEN=None, CF_API_TOKEN=TOKEN)
     assert "create_gateway: done" in proc.stdout
     assert fake.calls() == [LIST, ("POST", GATEWAYS)]
+
+
+def test_hook_says_what_it_runs_and_gives_up_in_time(project, fake):
+    """Against a server that drips one byte a second, the script's deadline ends the task."""
+    server = DrippingServer()
+    try:
+        started = time.monotonic()
+        proc = run_hook(project, fake, AI_GATEWAY_TIMEOUT="2",
+                        CLOUDFLARE_API_BASE_URL=server.base_url)
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert elapsed < 4, elapsed
+    lines = proc.stdout.splitlines()
+    assert f"create_gateway: running `{RETRY} --timeout 2` (gives up after 2 s)" in lines
+    assert "--timeout 2s bounds the whole command" in proc.stderr
+    assert "create_gateway: the gateway(s) were NOT all created" in proc.stdout
+    assert f"cd {project} && {RETRY}" in proc.stdout
+    assert (project / "ai-gateway.toml").is_file()
+
+
+def test_hook_stops_a_script_that_overruns_its_deadline(project, fake):
+    (project / "scripts" / "ai_gateway.py").write_text("import time\ntime.sleep(120)\n")
+    started = time.monotonic()
+    proc = run_hook(project, fake, AI_GATEWAY_TIMEOUT="1")
+    assert time.monotonic() - started < 10
+    assert "create_gateway: gave up after 6 s (the script was stopped)." in proc.stdout
+    assert f"cd {project} && {RETRY}" in proc.stdout
 
 
 def test_hook_without_the_script(project, fake):

@@ -5,17 +5,23 @@ import json
 import os
 import pty
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import ACCOUNT_ID, TEMPLATE_ROOT
-from fake_cloudflare_api import GATEWAYS, LIST, READ_ONLY_TOKEN, SETTINGS, TOKEN, FakeCloudflareAPI
+from fake_cloudflare_api import (
+    GATEWAYS,
+    LIST,
+    READ_ONLY_TOKEN,
+    SETTINGS,
+    TOKEN,
+    DrippingServer,
+    FakeCloudflareAPI,
+)
 
 SCRIPT = TEMPLATE_ROOT / "template" / "_shared" / "scripts" / "ai_gateway.py"
 # The script supports Python 3.11+: AI_GATEWAY_TEST_PYTHON=/path/to/python3.11 runs these
@@ -747,45 +753,6 @@ def test_validation_errors_show_the_field(fake, config):
 
 
 # ------------------------------------------------------------------ deadline
-
-
-class DrippingServer:
-    """Accepts connections and answers one byte per second, forever: the slowest server."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.connections = 0
-        self.stop = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/client/v4"
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
-
-    def _drip(self, conn):
-        with conn:
-            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
-                if self.stop.wait(1.0):
-                    return
-                try:
-                    conn.sendall(bytes([byte]))
-                except OSError:
-                    return
-
-    def close(self):
-        self.stop.set()
-        self.sock.close()
 
 
 def test_timeout_bounds_the_whole_call_against_a_dripping_server(config):
