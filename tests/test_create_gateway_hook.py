@@ -98,6 +98,16 @@ def test_copy_with_three_environments_creates_three(tmp_path, fake, api_env, cap
     assert ("npm run gateway:sync" in section) == (language == "typescript-worker")
 
 
+def test_a_byok_project_creates_a_byok_only_gateway(tmp_path, fake, api_env, capfd):
+    dst = render(tmp_path / "svc", create_gateway=True, auth_mode="byok")
+    assert fake.calls() == [LIST, ("POST", GATEWAYS)]
+    assert fake.requests[1].body == {"id": "demo-gw", **SETTINGS, "byok_only": True}
+    toml = (dst / "ai-gateway.toml").read_text()
+    assert "fails instead of silently spending Unified Billing credits" in toml
+    assert "set byok_only = false and run sync" in toml
+    output_of(capfd)
+
+
 def test_api_failure_keeps_the_project_and_says_how_to_retry(tmp_path, fake, api_env, capfd):
     fake.add_fault(method="POST", status=503, body="<html>down</html>", times=10)
     dst = render(tmp_path / "svc", create_gateway=True)
