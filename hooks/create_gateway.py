@@ -64,7 +64,7 @@ def main() -> int:
     say(f"create_gateway: running `{RETRY} --timeout {seconds:g}` (gives up after {seconds:g} s)")
     code = None
     try:
-        proc = subprocess.run(  # noqa: S603 - the project's own script, no shell
+        proc = subprocess.run(  # the project's own script, no shell
             [sys.executable, str(SCRIPT), "sync", "--timeout", f"{seconds:g}"],
             cwd=project,
             stdin=subprocess.DEVNULL,
@@ -88,7 +88,7 @@ def main() -> int:
 if __name__ == "__main__":
     try:
         main()
-    except (Exception, KeyboardInterrupt) as exc:  # never fail the task: Copier would delete
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - Copier would delete
         print(
             f"create_gateway: stopped ({type(exc).__name__}); the project is kept. Retry "
             f"with `{RETRY}` in the project.",
