@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,11 +76,7 @@ def main() -> int:
     parser.add_argument("--update", action="store_true", help="profile copier update, not copy")
     args = parser.parse_args()
     python = bench.copier_python()
-    starts = []
-    for _ in range(5):
-        t = time.perf_counter()
-        subprocess.run([python, "-c", "import copier"], check=True)
-        starts.append(time.perf_counter() - t)
+    starts = [bench.run([python, "-c", "import copier"]).seconds for _ in range(5)]
     print(f"python -c 'import copier' (process start + import), median of 5: "
           f"{sorted(starts)[2]:.3f} s: paid alike by every template\n")
 

@@ -41,7 +41,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,10 +49,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import testkit  # noqa: E402 - the test kit shared with tests/ (run, free_port, FakeGateway)
+from testkit import Result, free_port, load_module  # noqa: E402
 BENCH = ROOT / "benchmarks"
 FIXTURES = BENCH / "fixtures"
 RESULTS = BENCH / "results"
@@ -154,19 +155,16 @@ class BenchError(RuntimeError):
 
 
 def run(cmd: list, cwd: Path | None = None, env: dict | None = None, timeout: float = 600,
-        check: bool = True) -> tuple[float, subprocess.CompletedProcess]:
-    start = time.perf_counter()
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-    seconds = time.perf_counter() - start
-    if check and proc.returncode != 0:
-        raise BenchError(f"`{' '.join(map(str, cmd))}` exited {proc.returncode}:\n"
-                         f"{(proc.stdout + proc.stderr)[-4000:]}")
-    return seconds, proc
+        check: bool = True) -> Result:
+    """testkit.run, failing the benchmark on a non-zero exit unless ``check`` is false."""
+    result = testkit.run(cmd, cwd=cwd, env=env, timeout=timeout)
+    if check and result.returncode != 0:
+        raise BenchError(f"`{' '.join(result.args)}` exited {result.returncode}:\n{result.output[-4000:]}")
+    return result
 
 
 def git(*args: str, cwd: Path) -> str:
-    return run(["git", *args], cwd=cwd)[1].stdout.strip()
+    return run(["git", *args], cwd=cwd).stdout.strip()
 
 
 def copier_python() -> str:
@@ -186,20 +184,6 @@ def clean_env(**extra: str) -> dict:
                                 "WRANGLER_", "npm_"))}
     env.update(extra)
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def load_module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,8 +220,8 @@ def snapshot_template(dst: Path) -> Path:
     and uncommitted edits, so work in progress is measured too and the source is never dirty.
     """
     run(["git", "clone", "-q", "--no-tags", str(ROOT), str(dst)])
-    changed = run(["git", "diff", "-z", "--name-only", "HEAD"], cwd=ROOT)[1].stdout.split("\0")
-    untracked = run(["git", "ls-files", "-z", "-o", "--exclude-standard"], cwd=ROOT)[1].stdout.split("\0")
+    changed = run(["git", "diff", "-z", "--name-only", "HEAD"], cwd=ROOT).stdout.split("\0")
+    untracked = run(["git", "ls-files", "-z", "-o", "--exclude-standard"], cwd=ROOT).stdout.split("\0")
     for name in sorted({n for n in changed + untracked if n}):
         src, target = ROOT / name, dst / name
         if target.is_file() or target.is_symlink():
@@ -267,13 +251,13 @@ class Templates:
     def __init__(self, work: Path):
         self.ours = snapshot_template(work / "template-ours")
         self.baseline = make_repo(FIXTURES / "one_file_template", work / "template-one-file")
-        tracked = run(["git", "ls-files"], cwd=self.ours)[1].stdout.splitlines()
+        tracked = run(["git", "ls-files"], cwd=self.ours).stdout.splitlines()
         self.file_count = len(tracked)
         # Our template with its repository trimmed to what rendering reads: what the rest of
         # the repository (tests, tools, anything else tracked) costs every copy and update.
         self.trimmed = make_repo(self.ours, work / "template-trimmed",
                                  [n for n in tracked if n == "copier.yml" or n.startswith(RENDER_INPUTS)])
-        self.trimmed_file_count = len(run(["git", "ls-files"], cwd=self.trimmed)[1].stdout.splitlines())
+        self.trimmed_file_count = len(run(["git", "ls-files"], cwd=self.trimmed).stdout.splitlines())
 
     def variants(self) -> list[tuple[str, Path, dict]]:
         return [
@@ -292,8 +276,7 @@ def copier_cmd(*args: str, data: dict) -> list[str]:
 
 
 def copier_copy(src: Path, dst: Path, data: dict, ref: str = "HEAD") -> float:
-    seconds, _ = run(copier_cmd("copy", "--vcs-ref", ref, data=data) + [str(src), str(dst)])
-    return seconds
+    return run(copier_cmd("copy", "--vcs-ref", ref, data=data) + [str(src), str(dst)]).seconds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,7 +327,7 @@ def bench_update(templates: Templates, work: Path, reps: int, warmup: int) -> di
         name, _src, _data = variant
         dst = work / f"update-{name}-{r}"
         shutil.copytree(projects[name], dst, symlinks=True)
-        seconds, _ = run(copier_cmd("update", "--vcs-ref", "v2", data={}) + [str(dst)], cwd=dst)
+        seconds = run(copier_cmd("update", "--vcs-ref", "v2", data={}) + [str(dst)], cwd=dst).seconds
         if "Changed in v2" not in (dst / "README.md").read_text():
             raise BenchError(f"copier update of {name} did not bring the v2 change")
         shutil.rmtree(dst)
@@ -362,11 +345,9 @@ def bench_update(templates: Templates, work: Path, reps: int, warmup: int) -> di
 # Loopback gateway (the rendered Python app's own test double)
 
 
-@contextmanager
 def fake_gateway():
-    module = load_module(ROOT / "template" / "python-app" / "tests" / "fake_gateway.py", "bench_fake_gateway")
-    with module.FakeGateway() as gateway:
-        yield gateway
+    """The loopback gateway of tools/testkit.py (the rendered app's own test double)."""
+    return testkit.FakeGateway()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,8 +369,9 @@ def dry_run_bundle(project: Path, env: dict, outdir: str, minify: bool = False) 
            "--outdir", outdir, "--metafile", f"{outdir}/meta.json"]
     if minify:
         cmd.append("--minify")
-    seconds, proc = run(cmd, cwd=project, env=env)
-    match = _UPLOAD.search(re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr))
+    proc = run(cmd, cwd=project, env=env)
+    seconds = proc.seconds
+    match = _UPLOAD.search(re.sub(r"\x1b\[[0-9;]*m", "", proc.output))
     if not match:
         raise BenchError(f"no 'Total Upload' line from wrangler:\n{proc.stdout[-3000:]}")
     meta = json.loads((project / outdir / "meta.json").read_text())
@@ -414,9 +396,9 @@ _WINDOW = re.compile(r"Profile window: ([\d.]+) ms")
 
 def startup_profile(project: Path, env: dict, bundle: str) -> dict:
     """`wrangler check startup` on a prebuilt bundle: the Worker's start-up CPU time in workerd."""
-    _, proc = run([project / "node_modules" / ".bin" / "wrangler", "check", "startup",
-                   "--worker", bundle, "--outfile", "startup.cpuprofile"], cwd=project, env=env)
-    text = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    proc = run([project / "node_modules" / ".bin" / "wrangler", "check", "startup",
+                "--worker", bundle, "--outfile", "startup.cpuprofile"], cwd=project, env=env)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", proc.output)
     active, window = _ACTIVE.search(text), _WINDOW.search(text)
     if not (active and window):
         raise BenchError(f"no start-up profile from `wrangler check startup`:\n{text[-3000:]}")
@@ -451,7 +433,8 @@ def wrangler_dev_first_chat(project: Path, env: dict, gateway_url: str, timeout:
             if proc.poll() is not None:
                 break
             request = urllib.request.Request(f"http://127.0.0.1:{port}/chat", data=body,
-                                             headers={"content-type": "application/json"})
+                                             headers={"content-type": "application/json",
+                                                      "authorization": "Bearer bench-service-key"})
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
                     payload = json.loads(response.read())
@@ -496,16 +479,16 @@ def bench_worker(templates: Templates, work: Path, reps: dict, warmup: dict) -> 
     sdk = work / "worker-sdk"
     copier_copy(templates.ours, sdk, {**COMMON_DATA, "language": "typescript-worker"}, ref="v1")
     log("worker: npm install (--prefer-offline)")
-    install_s, _ = run(["npm", "install", "--prefer-offline", "--no-audit", "--no-fund",
-                        "--loglevel=error"], cwd=sdk, env=env, timeout=900)
+    install_s = run(["npm", "install", "--prefer-offline", "--no-audit", "--no-fund",
+                        "--loglevel=error"], cwd=sdk, env=env, timeout=900).seconds
     plain = make_plain_fetch_worker(sdk, work / "worker-plain-fetch")
     versions = {
-        "node": run(["node", "--version"], env=env)[1].stdout.strip(),
+        "node": run(["node", "--version"], env=env).stdout.strip(),
         "wrangler": json.loads((sdk / "node_modules/wrangler/package.json").read_text())["version"],
         "openai": json.loads((sdk / "node_modules/openai/package.json").read_text())["version"],
     }
     for project in (sdk, plain):
-        (project / ".dev.vars").write_text("CF_AIG_TOKEN=bench-gateway-token\n")
+        (project / ".dev.vars").write_text("CF_AIG_TOKEN=bench-gateway-token\nSERVICE_API_KEY=bench-service-key\n")
 
     log("worker: wrangler deploy --dry-run (bundle sizes)")
     bundles = {}
@@ -577,12 +560,12 @@ def first_byte(cmd: list, cwd: Path, env: dict) -> tuple[float, float, str]:
 
 def import_seconds(python: str, module: str, cwd: Path, env: dict) -> float:
     code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-    return float(run([python, "-c", code], cwd=cwd, env=env)[1].stdout)
+    return float(run([python, "-c", code], cwd=cwd, env=env).stdout)
 
 
 def import_breakdown(python: str, module: str, cwd: Path, env: dict, top: int = 8) -> dict:
     """Cumulative import microseconds of ``module``'s heaviest top-level packages (-X importtime)."""
-    _, proc = run([python, "-X", "importtime", "-c", f"import {module}"], cwd=cwd, env=env)
+    proc = run([python, "-X", "importtime", "-c", f"import {module}"], cwd=cwd, env=env)
     per_package: dict[str, int] = {}
     total = 0
     for line in proc.stderr.splitlines():
@@ -602,10 +585,10 @@ def bench_python(templates: Templates, work: Path, reps: dict, warmup: dict) -> 
     copier_copy(templates.ours, project, {**COMMON_DATA, "language": "python-app"}, ref="v1")
     python = copier_python()  # the repo's venv: copier, openai and httpx
     for module in ("openai", "httpx"):
-        if not run([python, "-c", f"import {module}"], check=False)[1].returncode == 0:
+        if run([python, "-c", f"import {module}"], check=False).returncode != 0:
             raise BenchError(f"{python} cannot import {module}: use .venv/bin/python")
     env_base = clean_env(PYTHONPATH=str(project / "src"))
-    versions = {m: run([python, "-c", f"import {m}; print({m}.__version__)"])[1].stdout.strip()
+    versions = {m: run([python, "-c", f"import {m}; print({m}.__version__)"]).stdout.strip()
                 for m in ("openai", "httpx")}
     result: dict = {"versions": versions}
 
@@ -652,7 +635,8 @@ def bench_python(templates: Templates, work: Path, reps: dict, warmup: dict) -> 
 def sync_once(api, project: Path, env: dict) -> dict:
     """Run `ai_gateway.py sync --json` once; the requests it made, as the fake API saw them."""
     before = len(api.requests)
-    seconds, proc = run([sys.executable, "scripts/ai_gateway.py", "sync", "--json"], cwd=project, env=env)
+    proc = run([sys.executable, "scripts/ai_gateway.py", "sync", "--json"], cwd=project, env=env)
+    seconds = proc.seconds
     made = api.requests[before:]
     counts: dict[str, int] = {}
     for request in made:
@@ -794,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                         "python": platform.python_version()},
-            "copier": run([copier_python(), "-m", "copier", "--version"])[1].stdout.strip().split()[-1],
+            "copier": run([copier_python(), "-m", "copier", "--version"]).stdout.strip().split()[-1],
             "template_commit": git("rev-parse", "--short", "HEAD", cwd=ROOT),
             "template_dirty": bool(git("status", "--porcelain", cwd=ROOT)),
             "sections": list(sections),

@@ -18,7 +18,7 @@ TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TEMPLATE_ROOT / "tools"))
 
-from testkit import FakeGateway, Result, free_port, run  # noqa: E402,F401 - the shared test kit
+from testkit import Result, free_port, run  # noqa: E402,F401 - the shared test kit
 
 # Tests commit rendered projects and template clones: give git an identity that does
 # not depend on the machine's configuration.

@@ -80,13 +80,20 @@ def ensure_venv() -> Path:
         return venv_python()
     if not venv_python().exists():
         with step(f"Python: creating {VENV.relative_to(ROOT)}"):
-            venv.create(VENV, with_pip=True)
+            try:
+                venv.create(VENV, with_pip=True)
+            except (OSError, subprocess.CalledProcessError) as error:
+                sys.exit(f"run_tests: creating {VENV} failed ({error}); on Debian/Ubuntu "
+                         "install python3-venv, then run again")
     with step("Python: installing requirements-dev.txt into .venv (pip)"):
-        subprocess.run(
+        pip = subprocess.run(
             [venv_python(), "-m", "pip", "install", "-q", "--disable-pip-version-check",
              "-r", REQUIREMENTS],
-            check=True,
+            check=False,
         )
+    if pip.returncode != 0:
+        sys.exit(f"run_tests: pip could not install requirements-dev.txt (exit {pip.returncode}; "
+                 "its message is above)")
     STAMP.write_text(wanted)
     return venv_python()
 
@@ -118,7 +125,7 @@ def main(argv: list[str]) -> int:
     env.pop("PYTHONPATH", None)
     command = [str(python), "-m", "pytest", *pytest_args(argv)]
     say(f"running: {' '.join(command[1:])}")
-    returncode = subprocess.run(command, cwd=ROOT, env=env).returncode
+    returncode = subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
     say(f"pytest exited {returncode} after {time.monotonic() - _START:.0f} s in all")
     if returncode < 0:  # killed by a signal: report it the way a shell would
         return 128 - returncode

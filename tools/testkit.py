@@ -28,8 +28,8 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_GATEWAY = ROOT / "template" / "python-app" / "tests" / "fake_gateway.py"
 
-__all__ = ["FAKE_GATEWAY", "ROOT", "CommandFailed", "FakeGateway", "Result", "free_port",
-           "load_module", "run"]
+__all__ = ["FAKE_GATEWAY", "ROOT", "CommandFailed", "FakeGateway", "Result",  # noqa: F822
+           "free_port", "load_module", "run"]
 
 
 class CommandFailed(AssertionError):
