@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import sys
+from pathlib import Path
 
 from conftest import TEMPLATE_ROOT, run
 
@@ -36,3 +39,63 @@ def test_render_command_renders_a_project(tmp_path):
     answers = (destination / ".copier-answers.yml").read_text()
     assert "account_id: 0123456789abcdef0123456789abcdef" in answers
     assert "gateway_id: my-gateway" in answers
+
+
+def rendered_update_command(service) -> str:
+    """The first command of the rendered README's "Updating from the template" section."""
+    readme = (service / "README.md").read_text()
+    section = readme.split("## Updating from the template\n", 1)[1]
+    block = re.search(r"```sh\n(.*?)\n```", section, flags=re.S)[1]
+    return block.splitlines()[0].split("#", 1)[0].strip()
+
+
+def test_quick_start_as_written_gives_a_service_that_copier_update_updates(tmp_path):
+    """The Quick start, run verbatim in a clone of the template, then an update from inside.
+
+    The clone is tagged 0.1.0 (tests/template_repo.py); ``../my-service`` lands beside it.
+    The service must record an absolute ``_src_path`` so that ``copier update`` finds the
+    template from the service's own folder; the update runs the rendered README's command
+    exactly as written (``uvx``: no Copier installed in the service).
+    """
+    import yaml
+    from template_repo import git, init_project, release, template_clone
+
+    render_command, _ = quick_start_commands()
+    template = template_clone(tmp_path / "ai-gateway-starter")
+    service = tmp_path / "my-service"
+
+    rendered = run(["bash", "-c", render_command], template, timeout=900)
+
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
+    assert answers["_src_path"] == str(template)
+    assert answers["_commit"] == "0.1.0"
+    init_project(service)
+
+    footer = "Template 0.2.0: this line arrived with the quick start's update."
+
+    def edit(repo):
+        readme = repo / "template/_shared/readme-updating.md.jinja"
+        readme.write_text(readme.read_text() + f"\n{footer}\n")
+
+    release(template, "0.2.0", edit)
+
+    # --skip-tasks does not stand in for --trust on update (README "Updating" says so).
+    untrusted = run([str(template / ".venv/bin/copier"), "update", "--defaults",
+                     "--skip-answered", "--skip-tasks"], service, timeout=300)
+    assert untrusted.returncode == 4, untrusted.stdout + untrusted.stderr
+    assert "--trust" in untrusted.stderr
+    assert git(service, "status", "--porcelain") == ""
+
+    update = rendered_update_command(service)
+    assert update == "uvx copier update --trust --defaults --skip-answered"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    updated = run(["bash", "-c", update], service, env=env, timeout=600)
+
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert yaml.safe_load((service / ".copier-answers.yml").read_text())["_commit"] == "0.2.0"
+    assert (service / "README.md").read_text().rstrip("\n").endswith(footer)
+    # _message_after_update: what to check next, the gateway plan included.
+    message = updated.stdout + updated.stderr
+    assert "Updated my-service from the template. Next:" in message
+    assert "python3 scripts/ai_gateway.py sync --dry-run" in message
