@@ -1,33 +1,41 @@
 /**
  * Per-request controls of Cloudflare AI Gateway, sent as `cf-aig-*` request headers, and the
- * gateway's answer headers. Docs: ai-gateway/features/caching, configuration/request-handling,
- * observability/custom-metadata, observability/logging.
+ * gateway's answer headers. The limits are the documented ones (Cloudflare AI Gateway docs:
+ * features/caching, configuration/request-handling, observability/custom-metadata,
+ * observability/logging, configuration/bring-your-own-keys), the same as the Python app's
+ * gateway_options.py: a value the gateway would not take throws before any request.
  */
 
-/** Values the gateway accepts in `cf-aig-metadata` (at most five entries are kept). */
+/** Values the gateway accepts in `cf-aig-metadata`: flat, at most five entries. */
 export type MetadataValue = string | number | boolean;
 
 export type Backoff = "constant" | "linear" | "exponential";
 
 export interface GatewayOptions {
-  /** `cf-aig-cache-ttl`: seconds to cache this response (overrides the gateway default). */
+  /** `cf-aig-cache-ttl`: seconds to cache this response, 60 to one month (2592000). */
   cacheTtl?: number;
   /** `cf-aig-skip-cache`: bypass the cache for this request. */
   skipCache?: boolean;
   /** `cf-aig-cache-key`: your own cache key instead of the hash of the request. */
   cacheKey?: string;
-  /** `cf-aig-metadata`: tags stored with the log entry (user id, team, ...). */
+  /** `cf-aig-metadata`: up to five flat tags stored with the log entry (user id, team, ...). */
   metadata?: Record<string, MetadataValue>;
-  /** `cf-aig-request-timeout`: milliseconds until the provider's first byte. */
+  /** `cf-aig-request-timeout`: milliseconds until the provider's first byte; above 0. */
   requestTimeoutMs?: number;
   /** `cf-aig-max-attempts`: tries in all, 1 to 5 (the gateway retries failures). */
   maxAttempts?: number;
-  /** `cf-aig-retry-delay`: milliseconds between tries. */
+  /** `cf-aig-retry-delay`: milliseconds between tries, at most 5000. */
   retryDelayMs?: number;
   /** `cf-aig-backoff`: how the delay grows between tries. */
   backoff?: Backoff;
   /** `cf-aig-collect-log`: false keeps this request out of the gateway's logs. */
   collectLog?: boolean;
+  /** `cf-aig-collect-log-payload`: false logs this request without its bodies. */
+  collectLogPayload?: boolean;
+  /** `cf-aig-zdr`: zero data retention at the provider for this request. */
+  zdr?: boolean;
+  /** `cf-aig-byok-alias`: which of the gateway's stored provider keys (BYOK) to use. */
+  byokAlias?: string;
   /** `cf-aig-event-id`: your own id, to trace this request in the logs. */
   eventId?: string;
 }
@@ -41,41 +49,65 @@ export interface GatewayResult {
 }
 
 const BACKOFFS: readonly Backoff[] = ["constant", "linear", "exponential"];
+export const CACHE_TTL_MIN = 60; // seconds: the shortest cache the gateway accepts
+export const CACHE_TTL_MAX = 30 * 24 * 3600; // one month
+export const MAX_ATTEMPTS = 5; // tries in all, the first included
+export const MAX_RETRY_DELAY_MS = 5000;
+export const MAX_METADATA_ENTRIES = 5;
+const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /** The `cf-aig-*` request headers for these options; options left out send nothing. */
 export function gatewayHeaders(options: GatewayOptions = {}): Record<string, string> {
   const headers: Record<string, string> = {};
-  const int = (name: string, value: number | undefined, min: number, max = Number.MAX_SAFE_INTEGER) => {
+  const int = (name: string, value: number | undefined, min: number, max?: number) => {
     if (value === undefined) return;
-    if (!Number.isInteger(value) || value < min || value > max) {
-      throw new RangeError(`${name} must be an integer from ${min} to ${max} (got ${value})`);
+    if (!Number.isInteger(value) || value < min || (max !== undefined && value > max)) {
+      const span = max !== undefined ? `from ${min} to ${max}` : `>= ${min}`;
+      throw new RangeError(`${name} must be an integer ${span} (got ${value})`);
     }
     headers[name] = String(value);
   };
-  int("cf-aig-cache-ttl", options.cacheTtl, 0);
-  if (options.skipCache !== undefined) headers["cf-aig-skip-cache"] = String(options.skipCache);
-  if (options.cacheKey !== undefined) headers["cf-aig-cache-key"] = options.cacheKey;
+  const flag = (name: string, value: boolean | undefined) => {
+    if (value === undefined) return;
+    if (typeof value !== "boolean") throw new TypeError(`${name} must be true or false (got ${String(value)})`);
+    headers[name] = String(value);
+  };
+  const text = (name: string, value: string | undefined) => {
+    if (value === undefined) return;
+    if (typeof value !== "string" || value === "" || CONTROL.test(value)) {
+      throw new RangeError(`${name} must be a non-empty string without control characters`);
+    }
+    headers[name] = value;
+  };
+  int("cf-aig-cache-ttl", options.cacheTtl, CACHE_TTL_MIN, CACHE_TTL_MAX);
+  flag("cf-aig-skip-cache", options.skipCache);
+  text("cf-aig-cache-key", options.cacheKey);
   if (options.metadata !== undefined) {
     const entries = Object.entries(options.metadata);
-    if (entries.length > 5) throw new RangeError("cf-aig-metadata keeps at most 5 entries");
+    if (entries.length > MAX_METADATA_ENTRIES) {
+      throw new RangeError(`cf-aig-metadata keeps at most ${MAX_METADATA_ENTRIES} entries`);
+    }
     for (const [key, value] of entries) {
-      if (!["string", "number", "boolean"].includes(typeof value)) {
-        throw new TypeError(`cf-aig-metadata values must be strings, numbers or booleans (${key})`);
-      }
+      const flat =
+        typeof value === "string" || typeof value === "boolean" || (typeof value === "number" && Number.isFinite(value));
+      if (!flat) throw new TypeError(`cf-aig-metadata values must be strings, numbers or booleans (${key})`);
     }
     headers["cf-aig-metadata"] = JSON.stringify(options.metadata);
   }
   int("cf-aig-request-timeout", options.requestTimeoutMs, 1);
-  int("cf-aig-max-attempts", options.maxAttempts, 1, 5);
-  int("cf-aig-retry-delay", options.retryDelayMs, 0);
+  int("cf-aig-max-attempts", options.maxAttempts, 1, MAX_ATTEMPTS);
+  int("cf-aig-retry-delay", options.retryDelayMs, 0, MAX_RETRY_DELAY_MS);
   if (options.backoff !== undefined) {
     if (!BACKOFFS.includes(options.backoff)) {
       throw new RangeError(`cf-aig-backoff must be one of ${BACKOFFS.join(", ")}`);
     }
     headers["cf-aig-backoff"] = options.backoff;
   }
-  if (options.collectLog !== undefined) headers["cf-aig-collect-log"] = String(options.collectLog);
-  if (options.eventId !== undefined) headers["cf-aig-event-id"] = options.eventId;
+  flag("cf-aig-collect-log", options.collectLog);
+  flag("cf-aig-collect-log-payload", options.collectLogPayload);
+  flag("cf-aig-zdr", options.zdr);
+  text("cf-aig-byok-alias", options.byokAlias);
+  text("cf-aig-event-id", options.eventId);
   return headers;
 }
 
@@ -106,6 +138,9 @@ export function parseGatewayOptions(value: unknown): GatewayOptions {
     retryDelayMs: "number",
     backoff: "string",
     collectLog: "boolean",
+    collectLogPayload: "boolean",
+    zdr: "boolean",
+    byokAlias: "string",
     eventId: "string",
   };
   for (const [key, raw] of Object.entries(input)) {
