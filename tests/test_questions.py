@@ -5,21 +5,25 @@ from __future__ import annotations
 import sys
 
 import pytest
+import yaml
 from conftest import TEMPLATE_ROOT, run
 
 BAD_ANSWERS = [
-    ("project_name", "My-Service", "project_name must start with a lowercase letter"),
-    ("project_name", "my_service", "project_name must start with a lowercase letter"),
-    ("project_name", "my-service-", "not end with a hyphen"),
-    ("project_name", "9lives", "project_name must start with a lowercase letter"),
-    ("project_name", "a" * 55, "at most 54 characters"),
-    ("project_name", "import", 'project_name "import" is a Python keyword'),
-    ("project_name", "openai", 'project_name "openai" would shadow the Python module'),
+    ("project_name", "My-Service", "project_name: a letter, then a-z 0-9 and single hyphens"),
+    ("project_name", "my_service", "project_name: a letter, then a-z 0-9 and single hyphens"),
+    ("project_name", "my-service-", '54 at most (got "my-service-")'),
+    ("project_name", "9lives", "project_name: a letter, then a-z 0-9 and single hyphens"),
+    ("project_name", "a" * 55, "54 at most"),
     ("account_id", "0123456789ABCDEF0123456789ABCDEF", "account_id must be 32 lowercase hex"),
     ("account_id", "0123456789abcdef", "account_id must be 32 lowercase hex"),
-    ("gateway_id", "-prod", "gateway_id must be 1 to 64 lowercase letters"),
-    ("gateway_id", "prod_api", "gateway_id must be 1 to 64 lowercase letters"),
-    ("gateway_id", "g" * 65, "gateway_id must be 1 to 64 lowercase letters"),
+    ("gateway_id", "-prod", "gateway_id must be 1 to 64 of a-z 0-9 _, hyphens only between"),
+    ("gateway_id", "a--b", 'gateway_id must be 1 to 64 of a-z 0-9 _, hyphens only between (got "a--b")'),
+    ("gateway_id", "g" * 65, "gateway_id must be 1 to 64 of a-z 0-9 _"),
+]
+# Python module rules apply to the python-app target only (language is asked first).
+PYTHON_BAD_ANSWERS = [
+    ("project_name", "import", 'project_name "import" is a Python keyword'),
+    ("project_name", "openai", 'project_name "openai" would shadow the Python module'),
 ]
 
 
@@ -30,10 +34,11 @@ def copier_copy(dst, *data: str):
     return run([*args, str(TEMPLATE_ROOT), str(dst)], TEMPLATE_ROOT)
 
 
-@pytest.mark.parametrize(("question", "value", "message"), BAD_ANSWERS)
+@pytest.mark.parametrize(("question", "value", "message"),
+                         BAD_ANSWERS + PYTHON_BAD_ANSWERS)
 def test_bad_value_is_refused_and_nothing_is_written(tmp_path, question, value, message):
     dst = tmp_path / "out"
-    answers = {"project_name": "demo-svc", question: value}
+    answers = {"language": "python-app", "project_name": "demo-svc", question: value}
 
     result = copier_copy(dst, *(f"{k}={v}" for k, v in answers.items()))
 
@@ -87,3 +92,38 @@ def test_keyless_modes_do_not_ask_about_gateway_authentication(render_project):
     answers = (project / ".copier-answers.yml").read_text()
     assert "gateway_authentication" not in answers
     assert "GATEWAY_AUTHENTICATION = True" in (project / "src/demo_svc/settings.py").read_text()
+
+
+def test_python_names_are_fine_for_a_worker(render_project):
+    project = render_project(language="typescript-worker", project_name="json")
+
+    assert '"name": "json"' in (project / "package.json").read_text()
+
+
+def test_the_api_gateway_id_rule_accepts_underscores(render_project):
+    project = render_project(language="python-app", gateway_id="my_gw")
+
+    assert '[gateways.production]\nid = "my_gw"' in (project / "ai-gateway.toml").read_text()
+
+
+@pytest.mark.parametrize("computed", ["package_name", "required_secrets", "python_dependencies",
+                                      "provider_table", "all_providers", "gateways"])
+def test_computed_values_cannot_be_set_with_data(tmp_path, computed):
+    dst = tmp_path / "out"
+
+    result = copier_copy(dst, "project_name=demo-svc", f"{computed}=[]")
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        f"Validation error for question '{computed}': "
+        f"{computed} is computed by the template and cannot be set")
+    assert not dst.exists()
+
+
+def test_every_help_fits_an_80_column_terminal():
+    questions = yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text())
+    helps = {name: " ".join(spec["help"].split()) for name, spec in questions.items()
+             if isinstance(spec, dict) and "help" in spec and "{" not in spec["help"]}
+
+    assert len(helps) >= 15
+    assert {name: text for name, text in helps.items() if len(text) > 78} == {}
