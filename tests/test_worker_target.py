@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import tomllib
 from pathlib import Path
 
@@ -37,7 +38,7 @@ ODD_DESCRIPTION = 'Says "hi" \\ to ünïcode ✓ </script>'
 # with three environments, in request-headers mode (keys on the wire) and byok (none).
 VARIANTS: dict[str, dict] = {
     "unified-billing": {"auth_mode": "unified-billing", "description": ODD_DESCRIPTION},
-    "byok": {"auth_mode": "byok"},
+    "byok": {"auth_mode": "byok", "caller_auth": "none"},
     "request-headers": {"auth_mode": "request-headers"},
     "request-headers-open": {"auth_mode": "request-headers", "gateway_authentication": False, "account_id": ""},
     "all-request-headers": {"auth_mode": "request-headers", "providers": ALL_PROVIDERS, "environments": ALL_ENVIRONMENTS},
@@ -47,10 +48,16 @@ MULTI_ENV = sorted(name for name, answers in VARIANTS.items() if len(answers.get
 WORKER_FILES = {
     "package.json", "tsconfig.json", "vitest.config.ts", "wrangler.toml", ".dev.vars.example",
     "src/index.ts", "src/config.ts", "src/gateway.ts", "src/gateway-options.ts", "src/http.ts",
-    "src/chat-request.ts", "src/providers.ts", "src/providers/openai.ts",
-    "test/chat.test.ts", "test/gateway-options.test.ts", "test/helpers.ts",
+    "src/chat-request.ts", "src/providers.ts", "src/providers/openai.ts", "src/settings.ts",
+    "src/caller-auth.ts", "src/openai-compatible.ts",
+    "test/chat.test.ts", "test/contract.test.ts", "test/providers.test.ts",
+    "test/gateway-options.test.ts", "test/helpers.ts",
 }
-PROVIDER_FILES = {p: {f"src/providers/{p}.ts", f"test/{p}.test.ts"} for p in ALL_PROVIDERS}
+PROVIDER_FILES = {p: {f"src/providers/{p}.ts"} for p in ALL_PROVIDERS}
+DEFAULT_MODELS = {
+    "openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "google-ai-studio": "gemini-2.5-flash",
+    "workers-ai": "@cf/meta/llama-3.1-8b-instruct", "compat": "openai/gpt-4o-mini",
+}
 
 METRICS: dict[str, dict] = {}
 
@@ -136,6 +143,11 @@ def test_worker_renders_its_files_and_no_python_ones(rendered, name):
     assert f'export const AUTH_MODE: AuthMode = "{answers["auth_mode"]}";' in config
     authenticated = answers.get("gateway_authentication", True)
     assert f"export const GATEWAY_AUTHENTICATION: boolean = {str(authenticated).lower()};" in config
+    caller_auth = answers.get("caller_auth", "api-key")
+    assert f'export const CALLER_AUTH: CallerAuth = "{caller_auth}";' in config
+    # Plain web-platform code: no SDK outside the provider modules and the one chat helper.
+    for module in ["src/http.ts", "src/chat-request.ts", "src/index.ts", "src/gateway.ts", "src/settings.ts"]:
+        assert ' from "openai"' not in (project / module).read_text(), module
 
 
 def test_python_render_has_no_worker_files(tmp_path):
@@ -168,12 +180,13 @@ def test_package_json(rendered):
 @pytest.mark.parametrize(
     "name, secrets",
     [
-        ("unified-billing", ["CF_AIG_TOKEN"]),
-        ("byok", ["CF_AIG_TOKEN"]),
-        ("request-headers", ["CF_AIG_TOKEN", "OPENAI_API_KEY"]),
-        ("request-headers-open", ["OPENAI_API_KEY"]),
-        ("all-request-headers", ["CF_AIG_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY"]),
-        ("all-byok", ["CF_AIG_TOKEN"]),  # the unified API (/chat/compat) needs the token
+        ("unified-billing", ["CF_AIG_TOKEN", "SERVICE_API_KEY"]),
+        ("byok", ["CF_AIG_TOKEN"]),  # caller_auth=none
+        ("request-headers", ["CF_AIG_TOKEN", "OPENAI_API_KEY", "SERVICE_API_KEY"]),
+        ("request-headers-open", ["OPENAI_API_KEY", "SERVICE_API_KEY"]),
+        ("all-request-headers",
+         ["CF_AIG_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "SERVICE_API_KEY"]),
+        ("all-byok", ["CF_AIG_TOKEN", "SERVICE_API_KEY"]),  # the unified API (/chat/compat) needs the token
     ],
 )
 def test_secrets(rendered, name, secrets):
@@ -184,7 +197,7 @@ def test_secrets(rendered, name, secrets):
         assert env["secrets"] == {"required": secrets}
     example = (project / ".dev.vars.example").read_text()
     readme = (project / "README.md").read_text()
-    for secret in ["CF_AIG_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY"]:
+    for secret in ["CF_AIG_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "SERVICE_API_KEY"]:
         assert (f"\n{secret}=\n" in example) is (secret in secrets), secret
         assert (f"npx wrangler secret put {secret}" in readme) is (secret in secrets), secret
     gitignore = (project / ".gitignore").read_text().splitlines()
@@ -196,11 +209,14 @@ def test_wrangler_toml_values(rendered):
     assert config["name"] == "demo-svc"
     assert config["main"] == "src/index.ts"
     assert config["account_id"] == ACCOUNT_ID
-    assert config["ai"] == {"binding": "AI"}
-    assert config["vars"] == {"CLOUDFLARE_ACCOUNT_ID": ACCOUNT_ID, "AI_GATEWAY_ID": "demo-gw"}
+    assert "ai" not in config  # no workers-ai: no AI binding, so `wrangler dev` needs no login
+    assert config["vars"] == {
+        "CLOUDFLARE_ACCOUNT_ID": ACCOUNT_ID, "AI_GATEWAY_ID": "demo-gw", "ALLOWED_MODELS": "gpt-4o-mini",
+        "MAX_BODY_BYTES": "1048576", "REQUEST_TIMEOUT_MS": "60000",
+    }
     assert config["observability"] == {"enabled": True}
     assert "env" not in config  # one environment: the top level is it
-    assert "gateway" not in config["ai"]  # the guide's [[ai.gateway]] does not exist
+    assert "README" not in (rendered("unified-billing") / "wrangler.toml").read_text()
 
 
 def test_wrangler_toml_without_account_id(rendered):
@@ -233,8 +249,18 @@ def test_only_chosen_providers_are_rendered(rendered, name, chosen):
     assert ("@anthropic-ai/sdk" in deps) is ("anthropic" in chosen)
     assert ("@google/genai" in deps) is ("google-ai-studio" in chosen)
     readme = (project / "README.md").read_text()
+    provider_tests = (project / "test/providers.test.ts").read_text()
     for provider in ALL_PROVIDERS:
         assert (f"`POST /chat/{provider}`" in readme) is (provider in chosen), provider
+        assert (f'route: "/chat/{provider}"' in provider_tests) is (provider in chosen and provider != "workers-ai")
+    # The provider table drives the defaults: allow-list, route registry, README.
+    wrangler = tomllib.loads((project / "wrangler.toml").read_text())
+    models = [DEFAULT_MODELS[p] for p in ["openai", *ALL_PROVIDERS] if p == "openai" or p in chosen]
+    assert wrangler["vars"]["ALLOWED_MODELS"] == ",".join(models)
+    assert ("ai" in wrangler) is ("workers-ai" in chosen)
+    for provider in ["openai", *chosen]:
+        assert f'defaultModel: "{DEFAULT_MODELS[provider]}"' in routes
+        assert f"| `{DEFAULT_MODELS[provider]}` |" in readme
 
 
 def test_environments(rendered):
@@ -248,8 +274,12 @@ def test_environments(rendered):
     ]:
         section = config["env"][env]
         assert section["name"] == worker
-        assert section["ai"] == {"binding": "AI"}
-        assert section["vars"] == {"CLOUDFLARE_ACCOUNT_ID": "", "AI_GATEWAY_ID": gateway}
+        assert section["ai"] == {"binding": "AI"}  # workers-ai is chosen; never [[ai.gateway]]
+        assert section["vars"] == {
+            "CLOUDFLARE_ACCOUNT_ID": "", "AI_GATEWAY_ID": gateway,
+            "ALLOWED_MODELS": ",".join(DEFAULT_MODELS.values()),
+            "MAX_BODY_BYTES": "1048576", "REQUEST_TIMEOUT_MS": "60000",
+        }
     scripts = json.loads((project / "package.json").read_text())["scripts"]
     assert scripts["deploy"] == "wrangler deploy --env production"
     for env in ALL_ENVIRONMENTS:
@@ -338,7 +368,7 @@ def test_dry_run_deploy_per_environment(worker_project, name, environment):
 def test_rendered_tests_catch_a_leaked_authorization_header(worker_project):
     """The rendered suite is not decorative: put the provider-key header back and it fails."""
     project = worker_project("byok")
-    source = project.path / "src/gateway.ts"
+    source = project.path / "src/openai-compatible.ts"
     original = source.read_text()
     assert "{ Authorization: null }" in original
     source.write_text(original.replace("{ Authorization: null }", "{}"))
@@ -355,27 +385,66 @@ def test_rendered_tests_catch_a_leaked_authorization_header(worker_project):
 @pytest.mark.parametrize("name", ["all-byok", "all-request-headers"])
 def test_wrangler_dev_sends_the_exact_headers_over_real_http(worker_project, name, tmp_path):
     """`wrangler dev --local` (workerd, real sockets) against a loopback fake gateway: what each
-    provider route really puts on the wire, per auth mode."""
+    provider route really puts on the wire, per auth mode, and the hostile cases of the HTTP
+    contract (caller key, limits, a redirecting and a dripping gateway)."""
     project = worker_project(name)
     request_headers = VARIANTS[name]["auth_mode"] == "request-headers"
     (project.path / ".dev.vars").write_text(
         "CF_AIG_TOKEN=tok-gw\nOPENAI_API_KEY=sk-openai\nANTHROPIC_API_KEY=sk-ant\nGOOGLE_API_KEY=g-key\n"
+        "SERVICE_API_KEY=svc-key\n"
     )
+    caller = {"authorization": "Bearer svc-key"}
+    deadline_ms = 4000
     with FakeGateway() as gateway:
         base = f"http://127.0.0.1:{gateway.port}"
         extra = [
             "--var", f"AI_GATEWAY_BASE_URL:{base}/v1",
             "--var", f"CLOUDFLARE_API_BASE_URL:{base}/client/v4",
             "--var", f"CLOUDFLARE_ACCOUNT_ID:{ACCOUNT_ID}",  # all-byok renders it empty
+            "--var", f"REQUEST_TIMEOUT_MS:{deadline_ms}",
         ]
         with WranglerDev(project.path, project.env, extra, tmp_path / "wrangler-dev.log") as dev:
+            # Refused before anything goes upstream.
+            refused = {
+                "no key": dev.post("/chat", {"prompt": "ping"}),
+                "wrong key": dev.post("/chat", {"prompt": "ping"}, {"authorization": "Bearer svc-kez"}),
+                "constructor": dev.post("/chat/constructor", {"prompt": "ping"}, caller),
+                "2 MiB": dev.post("/chat", {"prompt": "x" * (2 * 1024 * 1024)}, caller),
+                "text/plain": dev.post("/chat", {"prompt": "ping"}, {**caller, "content-type": "text/plain"}),
+            }
+            unauthorized = dev.request("POST", "/chat", b'{"prompt": "ping"}', {"content-type": "application/json"})
+            get_constructor = dev.request("GET", "/chat/constructor", None, caller)
+            assert not gateway.requests, gateway.requests
             answers = {
-                route: dev.post(route, {"prompt": "ping"})
+                route: dev.post(route, {"prompt": "ping"}, caller)
                 for route in ["/chat", "/chat/anthropic", "/chat/google-ai-studio", "/chat/compat"]
             }
+            seen = {r["path"]: r["headers"] for r in gateway.requests}
+            before = len(gateway.requests)
+            redirected = dev.post("/chat", {"prompt": "redirect"}, caller)
+            after_redirect = gateway.requests[before:]
+            started = time.monotonic()
+            dripped = dev.post("/chat", {"prompt": "drip"}, caller)
+            drip_seconds = time.monotonic() - started
+    assert {k: v[0] for k, v in refused.items()} == {
+        "no key": 401, "wrong key": 401, "constructor": 404, "2 MiB": 413, "text/plain": 415,
+    }, refused
+    assert refused["no key"][1] == {"error": "send Authorization: Bearer <SERVICE_API_KEY>"}
+    assert unauthorized[1]["www-authenticate"] == "Bearer"
+    assert get_constructor[0] == 404
     for route, (status, body) in answers.items():
         assert status == 200 and body["reply"] == "pong", (route, status, body)
-    seen = {r["path"]: r["headers"] for r in gateway.requests}
+    # The caller's key never travels upstream, in any header.
+    assert not [r for r in gateway.requests if "svc-key" in json.dumps(r["headers"])]
+    # A redirect is answered 502 naming it, and the token went out once: never to the Location.
+    location = f"{base}/elsewhere/v1/{ACCOUNT_ID}/demo-gw/openai/chat/completions"
+    assert redirected == (502, {
+        "error": f"the gateway redirected to {location} (not followed)", "status": 307, "log_id": None,
+    })
+    assert [r["path"] for r in after_redirect] == [f"/v1/{ACCOUNT_ID}/demo-gw/openai/chat/completions"]
+    # A gateway that drips its answer ends in 504 at the deadline, not when it finishes.
+    assert dripped == (504, {"error": f"no answer within {deadline_ms} ms (REQUEST_TIMEOUT_MS)"})
+    assert deadline_ms / 1000 <= drip_seconds < deadline_ms / 1000 + 5, drip_seconds
     gw = f"/v1/{ACCOUNT_ID}/demo-gw"
     assert sorted(seen) == sorted([
         f"{gw}/openai/chat/completions",

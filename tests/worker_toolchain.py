@@ -105,12 +105,17 @@ def vitest_counts(output: str) -> dict[str, int]:
 
 class FakeGateway:
     """A loopback HTTP server playing the gateway and the unified API: records every request and
-    answers like the provider the path names. Only 127.0.0.1, bounded by the test's lifetime."""
+    answers like the provider the path names. Only 127.0.0.1, bounded by the test's lifetime.
+
+    Hostile on request: a last message "redirect" is answered 307 to another path of this
+    server, "drip" with a JSON body one byte every half second (a gateway that never finishes).
+    """
 
     def __init__(self):
         import http.server
         import json
         import threading
+        import time
 
         self.requests: list[dict] = []
         outer = self
@@ -118,11 +123,33 @@ class FakeGateway:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                parsed = json.loads(body or b"null")
                 outer.requests.append({
                     "path": self.path,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
-                    "body": json.loads(body or b"null"),
+                    "body": parsed,
                 })
+                messages = (parsed or {}).get("messages") or [{}]
+                prompt = messages[-1].get("content") if isinstance(messages[-1], dict) else None
+                if prompt == "redirect":
+                    self.send_response(307)
+                    self.send_header("location", f"http://127.0.0.1:{outer.port}/elsewhere{self.path}")
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                if prompt == "drip":
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", "1000")
+                    self.end_headers()
+                    try:
+                        for _ in range(60):  # at most 30 s, far past any deadline under test
+                            self.wfile.write(b" ")
+                            self.wfile.flush()
+                            time.sleep(0.5)
+                    except OSError:
+                        outer.dropped += 1  # the Worker hung up: what a deadline should do
+                    return
                 if self.path.endswith("/anthropic/v1/messages"):
                     answer = {"id": "m", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
                               "content": [{"type": "text", "text": "pong"}], "stop_reason": "end_turn",
@@ -145,6 +172,7 @@ class FakeGateway:
             def log_message(self, *args):
                 pass
 
+        self.dropped = 0
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -196,20 +224,28 @@ class WranglerDev:
         self.__exit__()
         raise AssertionError(f"wrangler dev did not come up:\n{self.log.read_text()[-3000:]}")
 
-    def post(self, path: str, body: dict) -> tuple[int, dict]:
+    def post(self, path: str, body: dict, headers: dict[str, str] | None = None) -> tuple[int, dict]:
         import json
+
+        status, _, data = self.request(
+            "POST", path, json.dumps(body).encode(), {"content-type": "application/json", **(headers or {})}
+        )
+        return status, json.loads(data)
+
+    def request(self, method: str, path: str, data: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """``(status, lower-cased headers, body)`` of one request to the Worker, errors included."""
         import urllib.error
         import urllib.request
 
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", data=json.dumps(body).encode(),
-            headers={"content-type": "application/json"}, method="POST",
+            f"http://127.0.0.1:{self.port}{path}", data=data, headers=headers or {}, method=method
         )
         try:
             with urllib.request.urlopen(request, timeout=60) as res:
-                return res.status, json.loads(res.read())
+                return res.status, {k.lower(): v for k, v in res.headers.items()}, res.read()
         except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read())
+            return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
 
     def __exit__(self, *exc):
         import signal

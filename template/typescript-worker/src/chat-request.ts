@@ -1,8 +1,13 @@
-import type OpenAI from "openai";
-import { gatewayResult, parseGatewayOptions, type GatewayOptions } from "./gateway-options";
-import { BadRequestError } from "./http";
+import { type GatewayOptions, gatewayResult, parseGatewayOptions } from "./gateway-options";
+import { BadRequestError, readJson } from "./http";
 
-export type ChatMessage = OpenAI.Chat.Completions.ChatCompletionMessageParam;
+/** One message of a conversation, as OpenAI's chat completions API names its parts. */
+export interface ChatMessage {
+  role: string;
+  content: string | ContentPart[];
+}
+
+export type ContentPart = { type: string; text?: string } & Record<string, unknown>;
 
 /** A validated `POST /chat` body. */
 export interface ChatRequest {
@@ -12,14 +17,20 @@ export interface ChatRequest {
   gateway: GatewayOptions;
 }
 
-/** Parses and checks a chat body: `{"prompt": "..."}` or `{"messages": [...]}`. */
-export async function readChatRequest(request: Request): Promise<ChatRequest> {
-  let body: unknown;
-  try {
-    body = await request.json();
-  } catch {
-    throw new BadRequestError("the request body must be JSON");
-  }
+/** What a provider route gets: the checked request, the model to use, the settings, the deadline. */
+export interface ChatCall {
+  input: ChatRequest;
+  model: string;
+  env: Env;
+  deadline: AbortSignal;
+}
+
+/**
+ * Reads and checks a chat body, `{"prompt": "..."}` or `{"messages": [...]}`, of at most
+ * `maxBytes`, before `deadline`.
+ */
+export async function readChatRequest(request: Request, maxBytes: number, deadline: AbortSignal): Promise<ChatRequest> {
+  const body = await readJson(request, maxBytes, deadline);
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new BadRequestError('the request body must be a JSON object with "prompt" or "messages"');
   }
@@ -55,7 +66,8 @@ export async function readChatRequest(request: Request): Promise<ChatRequest> {
 function isMessage(value: unknown): boolean {
   if (typeof value !== "object" || value === null) return false;
   const { role, content } = value as Record<string, unknown>;
-  return typeof role === "string" && (typeof content === "string" || Array.isArray(content));
+  const isPart = (part: unknown) => typeof part === "object" && part !== null && typeof (part as ContentPart).type === "string";
+  return typeof role === "string" && (typeof content === "string" || (Array.isArray(content) && content.every(isPart)));
 }
 
 /** The gateway's answer headers, copied onto ours so callers can find the log entry. */
@@ -67,13 +79,12 @@ export function resultHeaders(response: { headers: Headers }): Record<string, st
   };
 }
 
-
 /** The text of a message whose content is a string or a list of parts. */
 export function textOf(message: ChatMessage): string {
   const { content } = message;
   if (typeof content === "string") return content;
   if (!Array.isArray(content)) return "";
-  return content.map((part) => ("text" in part && typeof part.text === "string" ? part.text : "")).join("");
+  return content.map((part) => (typeof part.text === "string" ? part.text : "")).join("");
 }
 
 /** The JSON answer every chat route gives. */

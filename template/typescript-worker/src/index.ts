@@ -1,28 +1,67 @@
+import { requireApiKey } from "./caller-auth";
 import { readChatRequest } from "./chat-request";
-import { errorResponse, json } from "./http";
-import { PROVIDER_ROUTES } from "./providers";
+import { CALLER_AUTH } from "./config";
+import { BadRequestError, errorResponse, HttpError, json } from "./http";
+import { PROVIDERS, type Provider } from "./providers";
+import { allowedModels, maxBodyBytes, requestTimeoutMs } from "./settings";
 
 /**
- * Routes: `GET /health`; `POST /chat` (OpenAI); `POST /chat/<provider>` for each provider in
- * src/providers.ts. Every answer is JSON, or server-sent events with `"stream": true`.
+ * Routes: `GET /health` (open); `POST /chat` (OpenAI) and `POST /chat/<provider>` for each
+ * provider in src/providers.ts. Every answer is JSON, or server-sent events with
+ * `"stream": true`; errors are `{"error": "..."}` with the status the README lists.
  */
 export default {
   async fetch(request, env): Promise<Response> {
-    const { pathname } = new URL(request.url);
-    const route = `${request.method} ${pathname}`;
     try {
-      if (pathname === "/health") {
-        if (request.method !== "GET") return json({ error: `method ${request.method} not allowed` }, 405, { allow: "GET" });
-        return json({ status: "ok", providers: Object.keys(PROVIDER_ROUTES) });
-      }
-      const match = /^\/chat(?:\/([a-z-]+))?$/.exec(pathname);
-      const provider = match ? (match[1] ?? "openai") : undefined;
-      const handler = provider === undefined ? undefined : PROVIDER_ROUTES[provider];
-      if (!handler) return json({ error: `no route for ${route}` }, 404);
-      if (request.method !== "POST") return json({ error: `method ${request.method} not allowed` }, 405, { allow: "POST" });
-      return await handler(await readChatRequest(request), env);
+      return await route(request, env);
     } catch (err) {
       return errorResponse(err);
     }
   },
 } satisfies ExportedHandler<Env>;
+
+async function route(request: Request, env: Env): Promise<Response> {
+  const { pathname } = new URL(request.url);
+  if (pathname === "/health" && request.method === "GET") {
+    return json({ status: "ok", providers: [...PROVIDERS.keys()] });
+  }
+  if (CALLER_AUTH === "api-key") await requireApiKey(request, env);
+  if (pathname === "/health") throw notAllowed(request, "GET");
+
+  const match = /^\/chat(?:\/([^/]+))?$/.exec(pathname);
+  const provider = match ? PROVIDERS.get(match[1] ?? "openai") : undefined;
+  if (!provider) throw new HttpError(404, `no route for ${request.method} ${pathname}`);
+  if (request.method !== "POST") throw notAllowed(request, "POST");
+
+  const limit = maxBodyBytes(env);
+  return withDeadline(requestTimeoutMs(env), (deadline) => chat(request, env, provider, limit, deadline));
+}
+
+async function chat(request: Request, env: Env, provider: Provider, limit: number, deadline: AbortSignal) {
+  const input = await readChatRequest(request, limit, deadline);
+  const model = input.model ?? provider.defaultModel;
+  if (!allowedModels(env, provider.defaultModel).includes(model)) {
+    throw new BadRequestError(`model ${JSON.stringify(model)} is not allowed (ALLOWED_MODELS)`);
+  }
+  return provider.chat({ input, model, env, deadline });
+}
+
+function notAllowed(request: Request, allow: string): HttpError {
+  return new HttpError(405, `method ${request.method} not allowed`, {}, { allow });
+}
+
+/**
+ * One deadline over the whole request (reading the body, the upstream call, its answer): `work`
+ * gets the signal to pass on, and past it the answer is 504 whatever is still pending.
+ */
+async function withDeadline<T>(ms: number, work: (deadline: AbortSignal) => Promise<T>): Promise<T> {
+  const deadline = AbortSignal.timeout(ms);
+  const late = () => new HttpError(504, `no answer within ${ms} ms (REQUEST_TIMEOUT_MS)`);
+  const expired = new Promise<never>((_, reject) => deadline.addEventListener("abort", () => reject(late())));
+  try {
+    return await Promise.race([work(deadline), expired]);
+  } catch (err) {
+    // A call cut off by the deadline fails in its own words first: answer 504 all the same.
+    throw deadline.aborted && !(err instanceof HttpError && err.status < 500) ? late() : err;
+  }
+}

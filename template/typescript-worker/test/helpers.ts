@@ -1,4 +1,5 @@
-import { vi, type MockInstance } from "vitest";
+import { type MockInstance, vi } from "vitest";
+import { CALLER_AUTH } from "../src/config";
 
 /** One outbound request the Worker made, read back from the stubbed `fetch`. */
 export interface Outbound {
@@ -68,10 +69,15 @@ export function completion(content: string, headers: Record<string, string> = {}
 /** A request as the Worker's fetch handler receives it. */
 export type IncomingRequest = Request<unknown, IncomingRequestCfProperties>;
 
+/** The caller's credentials this project requires (none with caller_auth=none). */
+export const CALLER_HEADERS: Record<string, string> =
+  CALLER_AUTH === "api-key" ? { authorization: "Bearer test-service-key" } : {};
+
+/** A chat request as an authorized caller sends it; `headers` add to or replace its headers. */
 export function chatRequest(body: unknown, headers: Record<string, string> = {}, path = "/chat"): IncomingRequest {
   return new Request(`https://worker.test${path}`, {
     method: "POST",
-    headers: { "content-type": "application/json", ...headers },
+    headers: { "content-type": "application/json", ...CALLER_HEADERS, ...headers },
     body: typeof body === "string" ? body : JSON.stringify(body),
   }) as IncomingRequest;
 }
@@ -79,6 +85,7 @@ export function chatRequest(body: unknown, headers: Record<string, string> = {},
 /** The fake secrets of vitest.config.ts, as each auth mode sends them. */
 export const FAKE = {
   token: "test-gateway-token",
+  service: "test-service-key",
   openai: "test-openai-key",
   anthropic: "test-anthropic-key",
   google: "test-google-key",
