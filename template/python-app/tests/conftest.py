@@ -19,6 +19,11 @@ APP_VARIABLES = (
     "ANTHROPIC_API_KEY",
     "GOOGLE_API_KEY",
     "OPENAI_BASE_URL",
+    "CLOUDFLARE_API_BASE_URL",
+    "SERVICE_API_KEY",
+    "ALLOWED_MODELS",
+    "MAX_BODY_BYTES",
+    "REQUEST_TIMEOUT_SECONDS",
 )
 
 
@@ -28,10 +33,17 @@ def clean_environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture
-def gateway():
+@pytest.fixture(scope="session")
+def gateway_server():
     with FakeGateway() as fake:
         yield fake
+
+
+@pytest.fixture
+def gateway(gateway_server):
+    """The loopback gateway, reset for this test."""
+    gateway_server.reset()
+    return gateway_server
 
 
 @pytest.fixture

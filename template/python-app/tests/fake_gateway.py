@@ -5,12 +5,17 @@ gateway, in the format of the provider the path names: OpenAI chat completions
 (also Workers AI's and the AI REST API's), Anthropic messages, Gemini
 generateContent; server-sent events when asked to stream. Every answer carries
 the gateway's ``cf-aig-log-id`` and ``cf-aig-cache-status`` headers.
+
+Hostile gateways for the safety tests: ``redirect_to`` answers every request with a
+307 to that URL; ``drip_seconds`` sends the answer's headers and then one byte every
+so many seconds, never finishing in time.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -31,12 +36,26 @@ class FakeGateway:
 
     reply: str = "Hello from the gateway"
     status: int = 200  # set to e.g. 429 or 500 to make every answer fail
+    redirect_to: str | None = None
+    drip_seconds: float | None = None
     requests: list[Recorded] = field(default_factory=list)
 
     def __enter__(self) -> FakeGateway:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server.daemon_threads = True  # a dripping answer must not hold up the close
+        self._server.block_on_close = False
+        # shutdown() waits for the serve loop to poll: 10 ms instead of the default 0.5 s.
+        serve = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
+        serve.start()
         return self
+
+    def reset(self) -> None:
+        """Back to a well-behaved gateway with no requests recorded (one server, many tests)."""
+        self.reply = "Hello from the gateway"
+        self.status = 200
+        self.redirect_to = None
+        self.drip_seconds = None
+        self.requests.clear()
 
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
@@ -172,7 +191,14 @@ def _handler_for(gateway: FakeGateway) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(length) or b"{}")
             headers = {name.lower(): value for name, value in self.headers.items()}
             gateway.requests.append(Recorded("POST", self.path, headers, body))
-            if gateway.status != 200:
+            if gateway.redirect_to:
+                self.send_response(307)
+                self.send_header("location", gateway.redirect_to)
+                self.send_header("content-length", "0")
+                self.end_headers()
+            elif gateway.drip_seconds:
+                self._drip(gateway.drip_seconds)
+            elif gateway.status != 200:
                 error = {"error": {"message": "upstream failed", "type": "server_error"}}
                 self._answer(gateway.status, "application/json", json.dumps(error).encode())
             else:
@@ -186,6 +212,19 @@ def _handler_for(gateway: FakeGateway) -> type[BaseHTTPRequestHandler]:
             self.send_header("cf-aig-cache-status", "MISS")
             self.end_headers()
             self.wfile.write(payload)
+
+        def _drip(self, seconds: float) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", "1000")
+            self.end_headers()
+            try:
+                for _ in range(1000):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(seconds)
+            except OSError:
+                pass  # the client gave up: that is the point
 
         def log_message(self, *args: object) -> None:
             pass  # keep test output clean

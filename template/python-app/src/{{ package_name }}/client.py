@@ -1,111 +1,138 @@
-"""OpenAI clients pre-configured to talk through Cloudflare AI Gateway.
+"""OpenAI-compatible clients (official ``openai`` SDK) pre-configured for the gateway.
+
+One factory serves every OpenAI-compatible provider of this project: ``openai``, and,
+where rendered, ``workers-ai`` and ``compat``::
 
     from my_service.client import create_client
-    reply = create_client().chat.completions.create(model=..., messages=[...])
+    client = create_client()  # openai; create_client(provider="workers-ai") etc.
+    reply = client.chat.completions.create(model=..., messages=[...])
 
-Headers by auth mode:
-- every mode: ``cf-aig-authorization: Bearer $CF_AIG_TOKEN`` (authenticated gateway);
-- request-headers: ``Authorization: Bearer $OPENAI_API_KEY`` as well;
-- unified-billing and byok: no ``Authorization`` header at all. The gateway pays
+Headers by provider and auth mode:
+- openai, every mode: ``cf-aig-authorization: Bearer $CF_AIG_TOKEN`` (authenticated
+  gateway); request-headers adds ``Authorization: Bearer $OPENAI_API_KEY``;
+  unified-billing and byok send no ``Authorization`` header at all: the gateway pays
   (Unified Billing) or adds the key stored in it (BYOK).
+- workers-ai: Cloudflare's own, authorized by ``Authorization: Bearer $CF_AIG_TOKEN``.
+- compat (the AI REST API): ``Authorization: Bearer $CF_AIG_TOKEN``, gateway named by
+  ``cf-aig-gateway-id``.
+Redirects are never followed (see connection.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from openai import AsyncOpenAI, Omit, OpenAI
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient, DefaultHttpxClient, OpenAI
 
-from .gateway_options import ChatReply, GatewayResponse
+from .chat import Reply
+from .connection import async_http_options, http_options
+from .gateway_options import GatewayResponse
+from .providers import DEFAULT_PROVIDER, PROVIDERS
 from .settings import Settings, load_settings
 
-DEFAULT_MODEL = "gpt-4o-mini"
-
-# The SDK refuses to start without a key. In the keyless modes it gets this
-# placeholder, and the Authorization header it would make from it is removed.
-_KEYLESS_PLACEHOLDER = "sent-by-the-gateway"
+# The SDK refuses to start without a key. Where the gateway supplies the key, it gets
+# this placeholder, and the Authorization header made from it is dropped on the way out.
+KEYLESS_PLACEHOLDER = "sent-by-the-gateway"
 
 
-class _KeylessOpenAI(OpenAI):
-    """OpenAI client that sends no provider key (the gateway supplies it)."""
-
-    def _validate_headers(self, headers: Any, custom_headers: Any) -> None:
-        return None  # no Authorization header is the point, not a mistake
-
-
-class _KeylessAsyncOpenAI(AsyncOpenAI):
-    """AsyncOpenAI client that sends no provider key (the gateway supplies it)."""
-
-    def _validate_headers(self, headers: Any, custom_headers: Any) -> None:
-        return None
-
-
-def client_options(settings: Settings) -> dict[str, Any]:
-    """Constructor arguments shared by the sync and async clients."""
-    headers: dict[str, Any] = settings.gateway_headers()
+def client_options(settings: Settings, provider: str = DEFAULT_PROVIDER) -> dict[str, Any]:
+    """Base URL, key and headers for one OpenAI-compatible provider; ``keyless`` says
+    whether the ``Authorization`` header must be dropped."""
+    row = PROVIDERS[provider]
+    base_url = settings.openai_base_url(provider)
+    if row.via_rest_api:
+        why = "the AI REST API is authorized with a Cloudflare token"
+        token = settings.require_gateway_token(why)
+        headers = {"cf-aig-gateway-id": settings.gateway_id}
+        return {"api_key": token, "base_url": base_url, "headers": headers, "keyless": False}
+    headers = settings.gateway_headers()
+    if row.key_env is None:  # Cloudflare's own provider: the Cloudflare token is its key
+        token = settings.require_gateway_token(f"{row.label} is authorized with a Cloudflare token")
+        return {"api_key": token, "base_url": base_url, "headers": headers, "keyless": False}
     if settings.auth_mode == "request-headers":
-        api_key = settings.provider_key("openai")
-    else:
-        api_key = _KEYLESS_PLACEHOLDER
-        headers["Authorization"] = Omit()
+        key = settings.provider_key(provider)
+        return {"api_key": key, "base_url": base_url, "headers": headers, "keyless": False}
     return {
-        "api_key": api_key,
-        "base_url": settings.provider_url("openai"),
-        "default_headers": headers,
+        "api_key": KEYLESS_PLACEHOLDER,
+        "base_url": base_url,
+        "headers": headers,
+        "keyless": True,
     }
 
 
-def create_client(settings: Settings | None = None, **kwargs: Any) -> OpenAI:
+def create_client(
+    settings: Settings | None = None, provider: str = DEFAULT_PROVIDER, **kwargs: Any
+) -> OpenAI:
     """An ``OpenAI`` client for the gateway; ``kwargs`` go to the constructor."""
-    settings = settings or load_settings()
-    cls = OpenAI if settings.auth_mode == "request-headers" else _KeylessOpenAI
-    return cls(**client_options(settings), **kwargs)
+    options = client_options(settings or load_settings(), provider)
+    drop = ("authorization",) if options["keyless"] else ()
+    http_client = DefaultHttpxClient(**http_options(drop_headers=drop))
+    return OpenAI(
+        api_key=options["api_key"],
+        base_url=options["base_url"],
+        default_headers=options["headers"],
+        http_client=http_client,
+        **kwargs,
+    )
 
 
-def create_async_client(settings: Settings | None = None, **kwargs: Any) -> AsyncOpenAI:
+def create_async_client(
+    settings: Settings | None = None, provider: str = DEFAULT_PROVIDER, **kwargs: Any
+) -> AsyncOpenAI:
     """An ``AsyncOpenAI`` client for the gateway; ``kwargs`` go to the constructor."""
-    settings = settings or load_settings()
-    cls = AsyncOpenAI if settings.auth_mode == "request-headers" else _KeylessAsyncOpenAI
-    return cls(**client_options(settings), **kwargs)
+    options = client_options(settings or load_settings(), provider)
+    drop = ("authorization",) if options["keyless"] else ()
+    http_client = DefaultAsyncHttpxClient(**async_http_options(drop_headers=drop))
+    return AsyncOpenAI(
+        api_key=options["api_key"],
+        base_url=options["base_url"],
+        default_headers=options["headers"],
+        http_client=http_client,
+        **kwargs,
+    )
 
 
-def chat_completion(
-    client: OpenAI,
-    messages: list[dict[str, str]],
+async def complete(
+    settings: Settings,
+    provider: str,
+    messages: list[dict[str, Any]],
     *,
     model: str,
     stream: bool = False,
     headers: Mapping[str, str] | None = None,
-) -> ChatReply:
-    """One chat completion with any OpenAI-compatible client, streamed or not."""
+) -> Reply:
+    """One chat completion from an OpenAI-compatible provider, streamed or not."""
+    client = create_async_client(
+        settings, provider, max_retries=0, timeout=settings.request_timeout
+    )
     options: dict[str, Any] = {"stream": True} if stream else {}
     if headers:
         options["extra_headers"] = dict(headers)
-    raw = client.chat.completions.with_raw_response.create(
-        model=model, messages=messages, **options
-    )
+    try:
+        raw = await client.chat.completions.with_raw_response.create(
+            model=model, messages=messages, **options
+        )
+    except BaseException:
+        await client.close()
+        raise
     gateway = GatewayResponse.from_headers(raw.headers)
     if not stream:
-        return ChatReply([raw.parse().choices[0].message.content or ""], gateway)
+        try:
+            completion = raw.parse()
+        finally:
+            await client.close()
+        usage = completion.usage.model_dump() if completion.usage else None
+        text = completion.choices[0].message.content or "" if completion.choices else ""
+        return Reply.complete(text, model=completion.model or model, gateway=gateway, usage=usage)
 
-    def pieces() -> Iterator[str]:
-        for chunk in raw.parse():
-            text = chunk.choices[0].delta.content if chunk.choices else None
-            if text:
-                yield text
+    async def pieces() -> AsyncIterator[str]:
+        try:
+            async for chunk in raw.parse():
+                text = chunk.choices[0].delta.content if chunk.choices else None
+                if text:
+                    yield text
+        finally:
+            await client.close()
 
-    return ChatReply(pieces(), gateway)
-
-
-def chat(
-    settings: Settings,
-    messages: list[dict[str, str]],
-    *,
-    model: str = DEFAULT_MODEL,
-    stream: bool = False,
-    headers: Mapping[str, str] | None = None,
-) -> ChatReply:
-    """The CLI's entry: OpenAI chat completions through the gateway."""
-    client = create_client(settings, max_retries=0)
-    return chat_completion(client, messages, model=model, stream=stream, headers=headers)
+    return Reply(pieces(), model=model, gateway=gateway)

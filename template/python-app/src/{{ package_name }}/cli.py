@@ -1,0 +1,114 @@
+"""Command line: ``chat "PROMPT"`` prints the model's reply; ``serve`` runs the HTTP service.
+
+Settings errors (a missing CF_AIG_TOKEN, say) end in one line on stderr and exit
+code 2, before any request is sent; gateway errors, and a call that outlives its
+deadline (``--timeout``, default REQUEST_TIMEOUT_SECONDS), end in one line and exit 1.
+Provider SDKs are imported only once a request is really going to be made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import replace
+
+from .chat import UpstreamError, chat
+from .gateway_options import GatewayOptions
+from .providers import DEFAULT_PROVIDER, PROVIDERS
+from .settings import SettingsError, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=__package__, description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    chat_command = commands.add_parser(
+        "chat", help="send one prompt through the gateway, print the reply"
+    )
+    chat_command.add_argument("prompt", help="what to ask")
+    chat_command.add_argument(
+        "--provider",
+        choices=list(PROVIDERS),
+        default=DEFAULT_PROVIDER,
+        help=f"provider (default {DEFAULT_PROVIDER})",
+    )
+    chat_command.add_argument("--model", help="model (default: the provider's default model)")
+    chat_command.add_argument("--system", help="system message to send before the prompt")
+    chat_command.add_argument("--stream", action="store_true", help="print the reply as it arrives")
+    chat_command.add_argument("--event-id", help="cf-aig-event-id to send, to find it in logs")
+    chat_command.add_argument("--cache-ttl", type=int, help="cache this answer for N seconds")
+    chat_command.add_argument("--skip-cache", action="store_true", help="do not use the cache")
+    chat_command.add_argument(
+        "--timeout",
+        type=float,
+        help="give up after this many seconds, all of the call (default REQUEST_TIMEOUT_SECONDS)",
+    )
+    chat_command.add_argument(
+        "--json", action="store_true", help="print {reply, model, log_id, cache_status} as JSON"
+    )
+    serve = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    return parser
+
+
+async def run_chat(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.timeout is not None:
+        settings = replace(settings, request_timeout=args.timeout)
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    messages.append({"role": "user", "content": args.prompt})
+    options = GatewayOptions(
+        event_id=args.event_id, cache_ttl=args.cache_ttl, skip_cache=args.skip_cache
+    )
+    parts = []
+    async with asyncio.timeout(settings.request_timeout):
+        reply = await chat(
+            settings,
+            messages,
+            provider=args.provider,
+            model=args.model,
+            stream=args.stream,
+            headers=options.headers(),
+        )
+        async for piece in reply.pieces:
+            parts.append(piece)
+            if args.stream and not args.json:
+                print(piece, end="", flush=True)
+    if args.json:
+        record = {
+            "reply": "".join(parts),
+            "model": reply.model,
+            "log_id": reply.gateway.log_id,
+            "cache_status": reply.gateway.cache_status,
+        }
+        print(json.dumps(record, ensure_ascii=False))
+    else:
+        print("" if args.stream else "".join(parts))
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(f"{__package__}.app:app", host=args.host, port=args.port)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    try:
+        return asyncio.run(run_chat(args))
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except UpstreamError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except TimeoutError:
+        seconds = args.timeout or load_settings().request_timeout
+        print(f"error: no answer from the gateway within {seconds:g} s", file=sys.stderr)
+        return 1
