@@ -125,6 +125,13 @@ def test_service_from_before_the_layout_updates_across_it(two_releases, tmp_path
     fresh = _render(two_releases, tmp_path / "fresh", "0.2.0", language=language,
                     providers=["anthropic", "compat"])
     _same_project(project, fresh)
+    # Caller auth arrives on by default (a breaking change): the update says what to do.
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
+    assert answers["caller_auth"] == "api-key"
+    said = " ".join((result.stdout + result.stderr).split())
+    assert "Callers must send Authorization: Bearer $SERVICE_API_KEY" in said
+    assert ("npx wrangler secret put SERVICE_API_KEY" in said) is (language == "typescript-worker")
+    assert "--data caller_auth=none" in said
 
 
 def test_update_can_switch_the_language(two_releases, tmp_path):
