@@ -38,13 +38,20 @@ class CommandFailed(AssertionError):
 
 @dataclass
 class Result:
-    """What a command did: its exit code, output and wall time."""
+    """What a command did: its exit code, output, wall time and CPU time.
+
+    ``cpu_seconds`` is user + system CPU of the command and the processes it waited for (git
+    under copier, say), from this process's children's resource usage: a busy machine
+    stretches wall time, hardly CPU time. Exact only while no other child of this process
+    ends meanwhile (true for sequential callers such as the benchmarks).
+    """
 
     args: list[str]
     returncode: int
     stdout: str
     stderr: str
     seconds: float
+    cpu_seconds: float = 0.0
 
     @property
     def output(self) -> str:
@@ -66,13 +73,25 @@ def run(args, cwd: Path | str | None = None, env: dict[str, str] | None = None,
     """Run ``args`` (str or Path items) with stdin closed; ``merge`` interleaves stderr into
     stdout in the order it was written. A timeout raises ``subprocess.TimeoutExpired``."""
     argv = [str(a) for a in args]
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(
         argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if merge else subprocess.PIPE, text=True, timeout=timeout,
         check=False,
     )
-    return Result(argv, proc.returncode, proc.stdout, proc.stderr or "", time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return Result(argv, proc.returncode, proc.stdout, proc.stderr or "", seconds,
+                  _children_cpu() - cpu_before)
+
+
+def _children_cpu() -> float:
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def free_port() -> int:
