@@ -2,7 +2,8 @@
 
 Each variant below is rendered once, then for real: `npm install`, `npm run typecheck`,
 `npm test` (vitest inside workerd), `wrangler types --check` and `wrangler deploy --dry-run`
-(per environment too); its wrangler.toml is validated against wrangler's own JSON schema.
+(per environment too), `npm run lint` (Biome) and `npm ci`; its wrangler.toml (or wrangler.jsonc)
+is validated against wrangler's own JSON schema.
 Needs Node >= 22.12: without it these tests fail (never skip) with a message that says how to
 get it. Measured numbers land in .cache/worker-metrics.json.
 """
@@ -38,7 +39,7 @@ ODD_DESCRIPTION = 'Says "hi" \\ to ünïcode ✓ </script>'
 # with three environments, in request-headers mode (keys on the wire) and byok (none).
 VARIANTS: dict[str, dict] = {
     "unified-billing": {"auth_mode": "unified-billing", "description": ODD_DESCRIPTION},
-    "byok": {"auth_mode": "byok", "caller_auth": "none"},
+    "byok": {"auth_mode": "byok", "caller_auth": "none", "wrangler_config": "jsonc"},
     "request-headers": {"auth_mode": "request-headers"},
     "request-headers-open": {"auth_mode": "request-headers", "gateway_authentication": False, "account_id": ""},
     "all-request-headers": {"auth_mode": "request-headers", "providers": ALL_PROVIDERS, "environments": ALL_ENVIRONMENTS},
@@ -46,7 +47,8 @@ VARIANTS: dict[str, dict] = {
 }
 MULTI_ENV = sorted(name for name, answers in VARIANTS.items() if len(answers.get("environments", [])) > 1)
 WORKER_FILES = {
-    "package.json", "tsconfig.json", "vitest.config.ts", "wrangler.toml", ".dev.vars.example",
+    "package.json", "tsconfig.json", "vitest.config.ts", ".dev.vars.example", "biome.json",
+    ".editorconfig", ".nvmrc", ".npmrc",
     "src/index.ts", "src/config.ts", "src/gateway.ts", "src/gateway-options.ts", "src/http.ts",
     "src/chat-request.ts", "src/providers.ts", "src/providers/openai.ts", "src/settings.ts",
     "src/caller-auth.ts", "src/openai-compatible.ts",
@@ -60,6 +62,16 @@ DEFAULT_MODELS = {
 }
 
 METRICS: dict[str, dict] = {}
+
+
+def wrangler_config(project: Path) -> dict:
+    """The project's wrangler.toml or wrangler.jsonc (whole-line // comments only), parsed."""
+    toml, jsonc = project / "wrangler.toml", project / "wrangler.jsonc"
+    assert toml.is_file() != jsonc.is_file(), "exactly one wrangler config"
+    if toml.is_file():
+        return tomllib.loads(toml.read_text())
+    lines = [line for line in jsonc.read_text().splitlines() if not line.lstrip().startswith("//")]
+    return json.loads("\n".join(lines))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +203,7 @@ def test_package_json(rendered):
 )
 def test_secrets(rendered, name, secrets):
     project = rendered(name)
-    wrangler = tomllib.loads((project / "wrangler.toml").read_text())
+    wrangler = wrangler_config(project)
     assert wrangler["secrets"] == {"required": secrets}
     for env in wrangler.get("env", {}).values():
         assert env["secrets"] == {"required": secrets}
@@ -221,7 +233,7 @@ def test_wrangler_toml_values(rendered):
 
 def test_wrangler_toml_without_account_id(rendered):
     project = rendered("request-headers-open")
-    config = tomllib.loads((project / "wrangler.toml").read_text())
+    config = wrangler_config(project)
     assert "account_id" not in config
     assert config["vars"]["CLOUDFLARE_ACCOUNT_ID"] == ""
     assert "\nCLOUDFLARE_ACCOUNT_ID=" not in (project / ".dev.vars.example").read_text()  # secrets only
@@ -254,7 +266,7 @@ def test_only_chosen_providers_are_rendered(rendered, name, chosen):
         assert (f"`POST /chat/{provider}`" in readme) is (provider in chosen), provider
         assert (f'route: "/chat/{provider}"' in provider_tests) is (provider in chosen and provider != "workers-ai")
     # The provider table drives the defaults: allow-list, route registry, README.
-    wrangler = tomllib.loads((project / "wrangler.toml").read_text())
+    wrangler = wrangler_config(project)
     models = [DEFAULT_MODELS[p] for p in ["openai", *ALL_PROVIDERS] if p == "openai" or p in chosen]
     assert wrangler["vars"]["ALLOWED_MODELS"] == ",".join(models)
     assert ("ai" in wrangler) is ("workers-ai" in chosen)
@@ -265,7 +277,7 @@ def test_only_chosen_providers_are_rendered(rendered, name, chosen):
 
 def test_environments(rendered):
     project = rendered("all-byok")
-    config = tomllib.loads((project / "wrangler.toml").read_text())
+    config = wrangler_config(project)
     assert config["name"] == "demo-svc" and config["vars"]["AI_GATEWAY_ID"] == "demo-gw"  # top = production
     for env, worker, gateway in [
         ("development", "demo-svc-development", "demo-gw-development"),
@@ -291,10 +303,37 @@ def test_environments(rendered):
 
 def test_environments_without_production(rendered):
     project = rendered("dev-and-staging", environments=["development", "staging"])
-    config = tomllib.loads((project / "wrangler.toml").read_text())
+    config = wrangler_config(project)
     assert config["vars"]["AI_GATEWAY_ID"] == "demo-gw-development"  # the default environment
     assert config["env"]["development"]["name"] == "demo-svc"
     assert set(config["env"]) == {"development", "staging"}
+
+
+@pytest.mark.parametrize("name", ["byok", "all-byok"])
+def test_wrangler_jsonc_says_what_wrangler_toml_says(rendered, name):
+    """wrangler_config=jsonc renders wrangler.jsonc (and no wrangler.toml) with the same content."""
+    answers = {**VARIANTS[name], "wrangler_config": "jsonc"}
+    jsonc = rendered(f"{name}-jsonc", **answers)
+    toml = rendered(f"{name}-toml", **{**answers, "wrangler_config": "toml"})
+    assert (jsonc / "wrangler.jsonc").is_file() and not (jsonc / "wrangler.toml").exists()
+    assert (toml / "wrangler.toml").is_file() and not (toml / "wrangler.jsonc").exists()
+    from_jsonc = wrangler_config(jsonc)
+    assert from_jsonc.pop("$schema") == "node_modules/wrangler/config-schema.json"  # toml: #:schema
+    assert from_jsonc == wrangler_config(toml)
+    assert '"./wrangler.jsonc"' in (jsonc / "vitest.config.ts").read_text()
+    readme = (jsonc / "README.md").read_text()
+    assert "`wrangler.jsonc`" in readme and "wrangler.toml" not in readme
+
+
+def test_node_version_and_editor_settings(rendered):
+    project = rendered("unified-billing")
+    assert (project / ".nvmrc").read_text() == "22\n"
+    assert json.loads((project / "package.json").read_text())["engines"] == {"node": ">=22.12"}
+    assert "engine-strict=true" in (project / ".npmrc").read_text().splitlines()
+    editorconfig = (project / ".editorconfig").read_text()
+    assert "root = true" in editorconfig and "indent_size = 2" in editorconfig
+    readme = (project / "README.md").read_text()
+    assert "Node.js 22" in readme and "Commit `package-lock.json`" in readme
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,12 +346,46 @@ def test_wrangler_toml_matches_wranglers_schema(worker_project, name):
 
     project = worker_project(name)
     schema = json.loads((project.path / "node_modules/wrangler/config-schema.json").read_text())
-    config = tomllib.loads((project.path / "wrangler.toml").read_text())
+    config = wrangler_config(project.path)
     validator = jsonschema.Draft7Validator(schema)
     errors = sorted(validator.iter_errors(config), key=str)
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
     # The schema itself must refuse an invented key (the guide's [[ai.gateway]]), or this proves nothing.
     assert list(validator.iter_errors({**config, "ai": {"binding": "AI", "gateway": [{"id": "x"}]}}))
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_lint_clean_as_rendered(worker_project, name):
+    project = worker_project(name)
+    result = project.run("npm", "run", "lint").check()
+    assert "No fixes applied" in plain(result.output) or "Checked" in plain(result.output), result.output
+
+
+def test_an_old_node_fails_fast_with_one_clear_line(worker_project, tmp_path):
+    """.npmrc engine-strict: npm refuses the project itself before installing anything when Node
+    is older than "engines" (shown with a requirement this Node cannot meet, in a copy)."""
+    project = worker_project("unified-billing")
+    copy = tmp_path / "old-node"
+    copy.mkdir()
+    shutil.copy2(project.path / ".npmrc", copy / ".npmrc")
+    package = json.loads((project.path / "package.json").read_text())
+    (copy / "package.json").write_text(json.dumps({**package, "engines": {"node": ">=99"}}))
+    result = run(["npm", "install", "--dry-run", "--prefer-offline"], copy, project.env, timeout=120)
+    assert result.returncode != 0
+    out = plain(result.output)
+    assert "Not compatible with your version of node/npm: demo-svc@0.1.0" in out, out[-2000:]
+    assert 'Required: {"node":">=99"}' in out
+    assert not (copy / "node_modules").exists()
+
+
+def test_npm_ci_after_a_first_install(worker_project):
+    """CI runs `npm ci`: the package-lock.json the first `npm install` wrote installs as is."""
+    project = worker_project("unified-billing")
+    assert (project.path / "package-lock.json").is_file()
+    result = project.run("npm", "ci", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error").check()
+    METRICS["unified-billing"]["npm ci s"] = round(result.seconds, 1)
+    assert (project.path / "node_modules/wrangler/package.json").is_file()
+    assert (project.path / "worker-configuration.d.ts").is_file()  # prepare ran again
 
 
 @pytest.mark.parametrize("name", VARIANTS)

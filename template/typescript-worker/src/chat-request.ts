@@ -41,9 +41,7 @@ export async function readChatRequest(request: Request, maxBytes: number, deadli
   } else if (Array.isArray(messages) && messages.length > 0 && messages.every(isMessage)) {
     chat = messages as ChatMessage[];
   } else {
-    throw new BadRequestError(
-      'send "prompt" (a non-empty string) or "messages" (a non-empty list of {role, content})',
-    );
+    throw new BadRequestError('send "prompt" (a non-empty string) or "messages" (a non-empty list of {role, content})');
   }
   if (model !== undefined && (typeof model !== "string" || model === "")) {
     throw new BadRequestError('"model" must be a non-empty string');
@@ -66,7 +64,8 @@ export async function readChatRequest(request: Request, maxBytes: number, deadli
 function isMessage(value: unknown): boolean {
   if (typeof value !== "object" || value === null) return false;
   const { role, content } = value as Record<string, unknown>;
-  const isPart = (part: unknown) => typeof part === "object" && part !== null && typeof (part as ContentPart).type === "string";
+  const isPart = (part: unknown) =>
+    typeof part === "object" && part !== null && typeof (part as ContentPart).type === "string";
   return typeof role === "string" && (typeof content === "string" || (Array.isArray(content) && content.every(isPart)));
 }
 

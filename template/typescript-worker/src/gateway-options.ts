@@ -54,7 +54,7 @@ export const CACHE_TTL_MAX = 30 * 24 * 3600; // one month
 export const MAX_ATTEMPTS = 5; // tries in all, the first included
 export const MAX_RETRY_DELAY_MS = 5000;
 export const MAX_METADATA_ENTRIES = 5;
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL = /\p{Cc}/u; // control characters
 
 /** The `cf-aig-*` request headers for these options; options left out send nothing. */
 export function gatewayHeaders(options: GatewayOptions = {}): Record<string, string> {
@@ -89,7 +89,9 @@ export function gatewayHeaders(options: GatewayOptions = {}): Record<string, str
     }
     for (const [key, value] of entries) {
       const flat =
-        typeof value === "string" || typeof value === "boolean" || (typeof value === "number" && Number.isFinite(value));
+        typeof value === "string" ||
+        typeof value === "boolean" ||
+        (typeof value === "number" && Number.isFinite(value));
       if (!flat) throw new TypeError(`cf-aig-metadata values must be strings, numbers or booleans (${key})`);
     }
     headers["cf-aig-metadata"] = JSON.stringify(options.metadata);

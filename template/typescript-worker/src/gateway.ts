@@ -1,6 +1,6 @@
 // Where requests go and which credentials they carry, by this project's auth mode.
 import { AUTH_MODE, DEFAULT_CLOUDFLARE_API_BASE_URL, DEFAULT_GATEWAY_BASE_URL, GATEWAY_AUTHENTICATION } from "./config";
-import { accountId, baseUrl, gatewayId, secret, type Settings } from "./settings";
+import { accountId, baseUrl, gatewayId, type Settings, secret } from "./settings";
 
 /** The provider keys, each sent only in request-headers mode. */
 export type ProviderKeyName = "OPENAI_API_KEY" | "ANTHROPIC_API_KEY" | "GOOGLE_API_KEY";

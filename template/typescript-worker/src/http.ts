@@ -134,7 +134,11 @@ export class Upstream {
     } else if (!response.ok) {
       failure = new UpstreamError(`the gateway answered ${response.status}`, response.status, logId);
     } else if (!ANSWER_TYPES.includes(type)) {
-      failure = new UpstreamError(`the gateway answered ${response.status} with ${type || "no content type"}`, response.status, logId);
+      failure = new UpstreamError(
+        `the gateway answered ${response.status} with ${type || "no content type"}`,
+        response.status,
+        logId,
+      );
     }
     if (failure) {
       await response.body?.cancel().catch(() => {});

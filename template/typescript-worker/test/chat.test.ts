@@ -149,10 +149,10 @@ describe("POST /chat", () => {
 
   it("uses AI_GATEWAY_BASE_URL when it is set", async () => {
     const spy = stubFetch(completion("ok"));
-    const res = await worker.fetch(
-      chatRequest({ prompt: "Hello" }),
-      { ...env, AI_GATEWAY_BASE_URL: "http://127.0.0.1:8787/v1/" } as Env,
-    );
+    const res = await worker.fetch(chatRequest({ prompt: "Hello" }), {
+      ...env,
+      AI_GATEWAY_BASE_URL: "http://127.0.0.1:8787/v1/",
+    } as Env);
     expect(res.status).toBe(200);
     expect((await outbound(spy)).url).toBe(
       `http://127.0.0.1:8787/v1/${env.CLOUDFLARE_ACCOUNT_ID}/${env.AI_GATEWAY_ID}/openai/chat/completions`,
@@ -165,11 +165,23 @@ describe("errors", () => {
     ["bad JSON", "{not json", "the request body must be JSON"],
     ["a JSON list", "[1, 2]", 'the request body must be a JSON object with "prompt" or "messages"'],
     ["no prompt", "{}", 'send "prompt" (a non-empty string) or "messages" (a non-empty list of {role, content})'],
-    ["an empty prompt", '{"prompt": "  "}', 'send "prompt" (a non-empty string) or "messages" (a non-empty list of {role, content})'],
-    ["bad messages", '{"messages": [{"role": "user"}]}', 'send "prompt" (a non-empty string) or "messages" (a non-empty list of {role, content})'],
+    [
+      "an empty prompt",
+      '{"prompt": "  "}',
+      'send "prompt" (a non-empty string) or "messages" (a non-empty list of {role, content})',
+    ],
+    [
+      "bad messages",
+      '{"messages": [{"role": "user"}]}',
+      'send "prompt" (a non-empty string) or "messages" (a non-empty list of {role, content})',
+    ],
     ["a bad stream flag", '{"prompt": "x", "stream": "yes"}', '"stream" must be true or false'],
     ["an unknown gateway option", '{"prompt": "x", "gateway": {"ttl": 1}}', 'unknown gateway option "ttl"'],
-    ["too many attempts", '{"prompt": "x", "gateway": {"maxAttempts": 9}}', "cf-aig-max-attempts must be an integer from 1 to 5 (got 9)"],
+    [
+      "too many attempts",
+      '{"prompt": "x", "gateway": {"maxAttempts": 9}}',
+      "cf-aig-max-attempts must be an integer from 1 to 5 (got 9)",
+    ],
   ])("answers 400 for %s, without calling out", async (_name, body, error) => {
     const spy = stubFetch();
     const res = await exports.default.fetch(chatRequest(body));

@@ -15,59 +15,61 @@ const call = (request: Request, vars: Record<string, string> = {}) =>
   worker.fetch(request as IncomingRequest, { ...env, ...vars } as Env);
 
 // Only the tests of this project's caller_auth are registered (no skipped tests).
-if (CALLER_AUTH === "api-key") describe("caller authentication (caller_auth=api-key)", () => {
-  it.each([
-    ["no Authorization header", {}],
-    ["a wrong key", { authorization: "Bearer wrong-key" }],
-    ["a longer wrong key", { authorization: "Bearer test-service-key-and-more" }],
-    ["the key without Bearer", { authorization: "test-service-key" }],
-    ["the key as Basic", { authorization: "Basic test-service-key" }],
-    ["an empty Bearer", { authorization: "Bearer " }],
-  ])("answers 401 for %s, sending nothing upstream", async (_name, headers) => {
-    const spy = stubFetch();
-    const request = new Request("https://worker.test/chat", {
-      method: "POST",
-      headers: { "content-type": "application/json", ...headers },
-      body: JSON.stringify({ prompt: "Hello" }),
+if (CALLER_AUTH === "api-key")
+  describe("caller authentication (caller_auth=api-key)", () => {
+    it.each([
+      ["no Authorization header", {}],
+      ["a wrong key", { authorization: "Bearer wrong-key" }],
+      ["a longer wrong key", { authorization: "Bearer test-service-key-and-more" }],
+      ["the key without Bearer", { authorization: "test-service-key" }],
+      ["the key as Basic", { authorization: "Basic test-service-key" }],
+      ["an empty Bearer", { authorization: "Bearer " }],
+    ])("answers 401 for %s, sending nothing upstream", async (_name, headers) => {
+      const spy = stubFetch();
+      const request = new Request("https://worker.test/chat", {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify({ prompt: "Hello" }),
+      });
+      const res = await exports.default.fetch(request);
+      expect(res.status).toBe(401);
+      expect(res.headers.get("www-authenticate")).toBe("Bearer");
+      expect(await res.json()).toEqual({ error: "send Authorization: Bearer <SERVICE_API_KEY>" });
+      expect(spy).not.toHaveBeenCalled();
     });
-    const res = await exports.default.fetch(request);
-    expect(res.status).toBe(401);
-    expect(res.headers.get("www-authenticate")).toBe("Bearer");
-    expect(await res.json()).toEqual({ error: "send Authorization: Bearer <SERVICE_API_KEY>" });
-    expect(spy).not.toHaveBeenCalled();
+
+    it("needs the key on every route but GET /health, unknown ones included", async () => {
+      const spy = stubFetch();
+      expect((await exports.default.fetch("https://worker.test/health")).status).toBe(200);
+      for (const [method, path] of [
+        ["GET", "/chat"],
+        ["POST", "/health"],
+        ["POST", "/chat/constructor"],
+        ["GET", "/nope"],
+      ] as const) {
+        const res = await exports.default.fetch(`https://worker.test${path}`, { method });
+        expect(res.status, `${method} ${path}`).toBe(401);
+      }
+      expect(spy).not.toHaveBeenCalled();
+    });
+
+    it("answers 500 naming SERVICE_API_KEY when it is not set, sending nothing", async () => {
+      const spy = stubFetch();
+      const res = await call(chatRequest({ prompt: "Hello" }), { SERVICE_API_KEY: "" });
+      expect(res.status).toBe(500);
+      expect(await res.json()).toMatchObject({ missing: "SERVICE_API_KEY" });
+      expect(spy).not.toHaveBeenCalled();
+    });
   });
 
-  it("needs the key on every route but GET /health, unknown ones included", async () => {
-    const spy = stubFetch();
-    expect((await exports.default.fetch("https://worker.test/health")).status).toBe(200);
-    for (const [method, path] of [
-      ["GET", "/chat"],
-      ["POST", "/health"],
-      ["POST", "/chat/constructor"],
-      ["GET", "/nope"],
-    ] as const) {
-      const res = await exports.default.fetch(`https://worker.test${path}`, { method });
-      expect(res.status, `${method} ${path}`).toBe(401);
-    }
-    expect(spy).not.toHaveBeenCalled();
+if (CALLER_AUTH === "none")
+  describe("no caller authentication (caller_auth=none)", () => {
+    it("serves a request without Authorization", async () => {
+      stubFetch(completion("ok"));
+      const res = await exports.default.fetch(chatRequest({ prompt: "Hello" }));
+      expect(res.status).toBe(200);
+    });
   });
-
-  it("answers 500 naming SERVICE_API_KEY when it is not set, sending nothing", async () => {
-    const spy = stubFetch();
-    const res = await call(chatRequest({ prompt: "Hello" }), { SERVICE_API_KEY: "" });
-    expect(res.status).toBe(500);
-    expect(await res.json()).toMatchObject({ missing: "SERVICE_API_KEY" });
-    expect(spy).not.toHaveBeenCalled();
-  });
-});
-
-if (CALLER_AUTH === "none") describe("no caller authentication (caller_auth=none)", () => {
-  it("serves a request without Authorization", async () => {
-    stubFetch(completion("ok"));
-    const res = await exports.default.fetch(chatRequest({ prompt: "Hello" }));
-    expect(res.status).toBe(200);
-  });
-});
 
 describe("routes", () => {
   it.each([
@@ -195,15 +197,20 @@ describe("settings are checked before anything is sent", () => {
   // The first secret a chat request reads in this project.
   const firstSecret =
     CALLER_AUTH === "api-key" ? "SERVICE_API_KEY" : GATEWAY_AUTHENTICATION ? "CF_AIG_TOKEN" : "OPENAI_API_KEY";
-  it.each(["s3cr3t\n", "s3 cr3t", "s3cr3t\t", "\u0000s3cr3t"])("answers 500 naming a secret with whitespace or control characters (%j), never its value", async (value) => {
-    const spy = stubFetch();
-    const res = await call(chatRequest({ prompt: "Hello" }, { authorization: "Bearer s3cr3t" }), { [firstSecret]: value });
-    expect(res.status).toBe(500);
-    const text = await res.text();
-    expect(JSON.parse(text)).toMatchObject({ invalid: firstSecret });
-    expect(text).not.toContain("s3");
-    expect(spy).not.toHaveBeenCalled();
-  });
+  it.each(["s3cr3t\n", "s3 cr3t", "s3cr3t\t", "\u0000s3cr3t"])(
+    "answers 500 naming a secret with whitespace or control characters (%j), never its value",
+    async (value) => {
+      const spy = stubFetch();
+      const res = await call(chatRequest({ prompt: "Hello" }, { authorization: "Bearer s3cr3t" }), {
+        [firstSecret]: value,
+      });
+      expect(res.status).toBe(500);
+      const text = await res.text();
+      expect(JSON.parse(text)).toMatchObject({ invalid: firstSecret });
+      expect(text).not.toContain("s3");
+      expect(spy).not.toHaveBeenCalled();
+    },
+  );
 });
 
 describe("the upstream answer", () => {

@@ -53,17 +53,18 @@ export function gatewaySideHeaders(headers: Headers): Record<string, string> {
 
 /** A chat completion as OpenAI (and the gateway) answers it. */
 export function completion(content: string, headers: Record<string, string> = {}): Answer {
-  return () => Response.json(
-    {
-      id: "chatcmpl-1",
-      object: "chat.completion",
-      created: 1_700_000_000,
-      model: "gpt-4o-mini-2024-07-18",
-      choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
-      usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 },
-    },
-    { headers },
-  );
+  return () =>
+    Response.json(
+      {
+        id: "chatcmpl-1",
+        object: "chat.completion",
+        created: 1_700_000_000,
+        model: "gpt-4o-mini-2024-07-18",
+        choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
+        usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 },
+      },
+      { headers },
+    );
 }
 
 /** A request as the Worker's fetch handler receives it. */
