@@ -56,7 +56,14 @@ def error_response(error: ApiError) -> JSONResponse:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service. ``app.state.settings``: read from the environment on first use unless given."""
     # No /docs or /openapi.json: every route the service has is documented above.
-    app = FastAPI(title=__package__, docs_url=None, redoc_url=None, openapi_url=None)
+    # No redirect from /chat/ to /chat either: an unknown path is a 404.
+    app = FastAPI(
+        title=__package__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,
+    )
     app.state.settings = settings
 
     def current_settings() -> Settings:
@@ -74,6 +81,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if error.status_code != 404:
             message = f"method {request.method} not allowed on {request.url.path}"
         return error_response(ApiError(error.status_code, message, dict(error.headers or {})))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        # The traceback goes to the server's log (uvicorn's); the caller learns nothing more.
+        return error_response(ApiError(500, "internal error"))
 
     @app.middleware("http")
     async def caller_auth(request: Request, call_next: Any) -> Response:
@@ -101,7 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ApiError(404, f"no route for {request.method} {request.url.path}")
         if request.method != "POST":
             raise ApiError(
-                405, f"method {request.method} not allowed on {request.url.path}", {"allow": "POST"}
+                405,
+                f"method {request.method} not allowed on {request.url.path}",
+                {"allow": "POST"},
             )
         settings = current_settings()
         body = await read_json(request, settings.max_body_bytes)
@@ -187,6 +201,10 @@ def chat_call(body: Any, request: Request, provider: str, settings: Settings) ->
             'send "prompt" (a non-empty string) or "messages" (a non-empty list of '
             "{role, content})",
         )
+    if PROVIDERS[provider].sdk != "client" and not all(
+        isinstance(message["content"], str) for message in messages
+    ):
+        raise ApiError(400, f"{provider} takes messages whose content is text")
     model = body.get("model", PROVIDERS[provider].default_model)
     if not isinstance(model, str) or not model:
         raise ApiError(400, '"model" must be a non-empty string')
