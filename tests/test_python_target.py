@@ -249,3 +249,23 @@ def test_uv_sync_then_the_readme_commands(render_project, tmp_path):
     ):
         result = run([UV, *command], project, env)
         assert result.returncode == 0, f"uv {command}: {result.stdout}{result.stderr}"
+
+
+def test_next_steps_after_copy_use_uv(tmp_path):
+    copier = Path(sys.executable).with_name("copier")
+    answers = {
+        "project_name": "demo-svc",
+        "account_id": ACCOUNT_ID,
+        "gateway_id": "demo-gw",
+        "language": "python-app",
+    }
+    data = [arg for name, value in answers.items() for arg in ("--data", f"{name}={value}")]
+    command = [copier, "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", *data]
+    result = run([*command, str(TEMPLATE_ROOT), str(tmp_path / "svc")], tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    message = result.stdout + result.stderr
+    for line in ("uv sync", "uv run pytest", 'uv run python -m demo_svc chat "Hello"',
+                 "uv run python -m demo_svc serve"):
+        assert f"\n  {line}" in message, line
+    assert "pip install" not in message
