@@ -4,7 +4,9 @@ Every rendered variant (both targets, one and three environments) must pass GitH
 workflow schema (check-jsonschema's vendored ``github-workflows``) and zizmor's offline
 audits with no finding, and say what it runs: the commands the issue asks for, actions
 pinned to full commit SHAs, least-privilege permissions, no persisted credentials.
-The gateway workflow's shell steps run for real against the loopback Cloudflare API.
+Their shell steps run for real: each target's ci.yml, verbatim, on a fresh render after the
+owner's first install (npm install / uv sync, committed), and gateway.yml's against the
+loopback Cloudflare API.
 """
 from __future__ import annotations
 
@@ -224,6 +226,69 @@ def test_worker_deploy_secrets_are_the_computed_required_secrets(projects):
     assert wrangler_secrets(projects["worker-3env"])[:3] == [
         "CF_AIG_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
     assert "OPENAI_API_KEY" not in wrangler_secrets(projects["worker-1env"])
+
+
+# ---- ci.yml, run for real: every `run:` step as written, in order --------------------------
+
+def run_ci(project: Path, env: dict[str, str]) -> list[str]:
+    """Run ci.yml's shell steps like GitHub's bash shell; the setup actions are ``env``."""
+    done = []
+    for step in steps(load(project / ".github/workflows/ci.yml")):
+        if "run" not in step:
+            continue
+        result = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            cwd=project, env=env, capture_output=True, text=True, timeout=900,
+            stdin=subprocess.DEVNULL,
+        )
+        assert result.returncode == 0, (
+            f"ci.yml step {step['run']!r} exited {result.returncode}:\n"
+            f"{(result.stdout + result.stderr)[-5000:]}")
+        done.append(step["run"])
+    return done
+
+
+def test_worker_ci_steps_pass_on_the_rendered_worker(tmp_path):
+    """The owner's first day: npm install, commit everything, push; CI runs ci.yml."""
+    from template_repo import init_project
+    from worker_toolchain import node22_bin_dir, node_env
+
+    project = render(tmp_path / "worker", language="typescript-worker")
+    env = node_env(node22_bin_dir(), TEMPLATE_ROOT / ".cache" / "npm")  # actions/setup-node
+    install = subprocess.run(["npm", "install", "--prefer-offline", "--loglevel=error"],
+                             cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    assert install.returncode == 0, install.stdout + install.stderr
+    init_project(project, "first install: package-lock.json, worker-configuration.d.ts")
+
+    assert len(run_ci(project, env)) == 6
+
+    # A wrangler.toml change without regenerated types fails the types step.
+    wrangler = project / "wrangler.toml"
+    wrangler.write_text(wrangler.read_text().replace(
+        'AI_GATEWAY_ID = "demo-gw"', 'AI_GATEWAY_ID = "demo-gw"\nNEW_SETTING = "x"', 1))
+    commit = subprocess.run(["git", "commit", "-qam", "a new var, types not regenerated"],
+                            cwd=project, capture_output=True, text=True, timeout=60)
+    assert commit.returncode == 0, commit.stderr
+    with pytest.raises(AssertionError) as failed:
+        run_ci(project, env)
+    assert "ci.yml step 'npm run cf-typegen -- --check" in str(failed.value)
+    assert "NEW_SETTING" in str(failed.value)  # git diff shows the stale committed types
+
+
+def test_python_ci_steps_pass_on_the_rendered_app(tmp_path):
+    """The owner's first day: uv sync writes uv.lock, commit everything; CI runs ci.yml."""
+    from template_repo import init_project
+
+    project = render(tmp_path / "app", language="python-app")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"  # astral-sh/setup-uv: uv on PATH
+    first = subprocess.run(["uv", "sync"], cwd=project, env=env, capture_output=True, text=True,
+                           timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert (project / "uv.lock").is_file()
+    init_project(project, "first uv sync: uv.lock")
+
+    assert run_ci(project, env)[-1] == "uv run hadolint Dockerfile"
 
 
 # ---- gateway.yml: its steps, run for real ----------------------------------------------
