@@ -34,6 +34,8 @@ VARIANTS = {
     "worker-1env": {"language": "typescript-worker"},
     "worker-3env": {"language": "typescript-worker", "environments": THREE, "account_id": "",
                     "auth_mode": "request-headers", "providers": ["anthropic"]},
+    # No production: every environment deploys on a push to main, no tag trigger.
+    "worker-staging": {"language": "typescript-worker", "environments": ["staging"]},
 }
 
 
@@ -192,7 +194,7 @@ def wrangler_secrets(project: Path) -> list[str]:
     return tomllib.loads((project / "wrangler.toml").read_text())["secrets"]["required"]
 
 
-@pytest.mark.parametrize("variant", ["worker-1env", "worker-3env"])
+@pytest.mark.parametrize("variant", ["worker-1env", "worker-3env", "worker-staging"])
 def test_worker_deploy_has_one_job_per_environment(projects, variant):
     project = projects[variant]
     environments = VARIANTS[variant].get("environments", ["production"])
@@ -201,8 +203,9 @@ def test_worker_deploy_has_one_job_per_environment(projects, variant):
     workflow = load(project / ".github/workflows/deploy.yml")
 
     assert workflow["on"]["workflow_dispatch"]["inputs"]["environment"]["options"] == environments
-    assert workflow["on"]["push"].get("tags") == ["v*"]
-    assert ("branches" in workflow["on"]["push"]) == multi  # development/staging: push to main
+    # production: a version tag; every other environment: a push to main.
+    assert ("tags" in workflow["on"]["push"]) == ("production" in environments)
+    assert ("branches" in workflow["on"]["push"]) == (environments != ["production"])
     assert list(workflow["jobs"]) == [f"deploy-{env}" for env in environments]
     for env in environments:
         job = workflow["jobs"][f"deploy-{env}"]
