@@ -73,28 +73,22 @@ async def chat(
             headers=headers,
         )
     except Exception as error:
-        raise _translated(error) from None
-    reply.pieces = _translated_pieces(reply.pieces)
+        raise upstream_error(error) from None
+    reply.pieces = _translated(reply.pieces)
     return reply
 
 
-async def _translated_pieces(pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+async def _translated(pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+    """``pieces``, with an SDK failure in the middle of a stream turned into UpstreamError."""
     try:
         async for piece in pieces:
             yield piece
     except Exception as error:
-        raise _translated(error) from None
-
-
-def _translated(error: Exception) -> Exception:
-    mapped = upstream_error(error)
-    if mapped is error and not isinstance(error, UpstreamError):
-        raise error
-    return mapped
+        raise upstream_error(error) from None
 
 
 def upstream_error(error: Exception) -> Exception:
-    """One clear exception for an SDK's HTTP failure; anything else is returned as is.
+    """One clear exception for an SDK's HTTP failure; any other error is returned as is.
 
     The SDKs differ in their error classes but agree on the shape: an HTTP error
     carries the ``response``, a connection failure or time-out the ``request``; an

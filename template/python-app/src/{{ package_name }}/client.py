@@ -21,6 +21,7 @@ Redirects are never followed (see connection.py).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from openai import AsyncOpenAI, DefaultAsyncHttpxClient, DefaultHttpxClient, OpenAI
@@ -36,43 +37,42 @@ from .settings import Settings, load_settings
 KEYLESS_PLACEHOLDER = "sent-by-the-gateway"
 
 
-def client_options(settings: Settings, provider: str = DEFAULT_PROVIDER) -> dict[str, Any]:
-    """Base URL, key and headers for one OpenAI-compatible provider; ``keyless`` says
-    whether the ``Authorization`` header must be dropped."""
+@dataclass(frozen=True)
+class Connection:
+    """How a client reaches one OpenAI-compatible provider."""
+
+    base_url: str
+    api_key: str
+    headers: dict[str, str]
+    keyless: bool = False  # the Authorization header the SDK makes is dropped
+
+
+def connection(settings: Settings, provider: str = DEFAULT_PROVIDER) -> Connection:
     row = PROVIDERS[provider]
     base_url = settings.openai_base_url(provider)
-    if row.via_rest_api:
-        why = "the AI REST API is authorized with a Cloudflare token"
-        token = settings.require_gateway_token(why)
-        headers = {"cf-aig-gateway-id": settings.gateway_id}
-        return {"api_key": token, "base_url": base_url, "headers": headers, "keyless": False}
+    if row.via_rest_api:  # the AI REST API: a Cloudflare token, the gateway named by a header
+        token = settings.require_gateway_token(f"{row.label} is authorized with a Cloudflare token")
+        return Connection(base_url, token, {"cf-aig-gateway-id": settings.gateway_id})
     headers = settings.gateway_headers()
     if row.key_env is None:  # Cloudflare's own provider: the Cloudflare token is its key
         token = settings.require_gateway_token(f"{row.label} is authorized with a Cloudflare token")
-        return {"api_key": token, "base_url": base_url, "headers": headers, "keyless": False}
+        return Connection(base_url, token, headers)
     if settings.auth_mode == "request-headers":
-        key = settings.provider_key(provider)
-        return {"api_key": key, "base_url": base_url, "headers": headers, "keyless": False}
-    return {
-        "api_key": KEYLESS_PLACEHOLDER,
-        "base_url": base_url,
-        "headers": headers,
-        "keyless": True,
-    }
+        return Connection(base_url, settings.provider_key(provider), headers)
+    return Connection(base_url, KEYLESS_PLACEHOLDER, headers, keyless=True)
 
 
 def create_client(
     settings: Settings | None = None, provider: str = DEFAULT_PROVIDER, **kwargs: Any
 ) -> OpenAI:
     """An ``OpenAI`` client for the gateway; ``kwargs`` go to the constructor."""
-    options = client_options(settings or load_settings(), provider)
-    drop = ("authorization",) if options["keyless"] else ()
-    http_client = DefaultHttpxClient(**http_options(drop_headers=drop))
+    link = connection(settings or load_settings(), provider)
+    drop = ("authorization",) if link.keyless else ()
     return OpenAI(
-        api_key=options["api_key"],
-        base_url=options["base_url"],
-        default_headers=options["headers"],
-        http_client=http_client,
+        api_key=link.api_key,
+        base_url=link.base_url,
+        default_headers=link.headers,
+        http_client=DefaultHttpxClient(**http_options(drop_headers=drop)),
         **kwargs,
     )
 
@@ -81,14 +81,13 @@ def create_async_client(
     settings: Settings | None = None, provider: str = DEFAULT_PROVIDER, **kwargs: Any
 ) -> AsyncOpenAI:
     """An ``AsyncOpenAI`` client for the gateway; ``kwargs`` go to the constructor."""
-    options = client_options(settings or load_settings(), provider)
-    drop = ("authorization",) if options["keyless"] else ()
-    http_client = DefaultAsyncHttpxClient(**async_http_options(drop_headers=drop))
+    link = connection(settings or load_settings(), provider)
+    drop = ("authorization",) if link.keyless else ()
     return AsyncOpenAI(
-        api_key=options["api_key"],
-        base_url=options["base_url"],
-        default_headers=options["headers"],
-        http_client=http_client,
+        api_key=link.api_key,
+        base_url=link.base_url,
+        default_headers=link.headers,
+        http_client=DefaultAsyncHttpxClient(**async_http_options(drop_headers=drop)),
         **kwargs,
     )
 
