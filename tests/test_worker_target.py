@@ -393,6 +393,24 @@ def test_npm_ci_after_a_first_install(worker_project):
     assert (project.path / "worker-configuration.d.ts").is_file()  # prepare ran again
 
 
+def test_plain_fetch_benchmark_worker_is_the_rendered_worker_with_one_module_swapped(worker_project, tmp_path):
+    """benchmarks/fixtures/plain_fetch_worker replaces src/openai-compatible.ts only, as
+    benchmarks/run.py lays it over the rendered Worker: the rendered suite must pass on it, so the
+    yardstick keeps the rendered routes, contract and errors (and cannot drift from them)."""
+    project = worker_project("unified-billing")
+    plain_worker = tmp_path / "plain-fetch"
+    shutil.copytree(project.path, plain_worker, symlinks=True,
+                    ignore=shutil.ignore_patterns("node_modules", "dist*", ".wrangler"))
+    (plain_worker / "node_modules").symlink_to(project.path / "node_modules", target_is_directory=True)
+    fixture = REPO / "benchmarks/fixtures/plain_fetch_worker/src"
+    assert sorted(p.name for p in fixture.iterdir()) == ["openai-compatible.ts"]
+    shutil.copy2(fixture / "openai-compatible.ts", plain_worker / "src/openai-compatible.ts")
+    assert 'from "openai"' not in (plain_worker / "src/openai-compatible.ts").read_text()
+    result = run(["npx", "vitest", "run"], plain_worker, project.env)
+    result.check()
+    assert not vitest_counts(result.output).get("failed")
+
+
 @pytest.mark.parametrize("name", VARIANTS)
 def test_typecheck(worker_project, name):
     project = worker_project(name)
