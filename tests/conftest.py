@@ -2,7 +2,7 @@
 
 Also how the suite runs in parallel (pytest-xdist; `tools/run_tests.py` passes ``-n auto``
 and pytest.ini ``--dist loadgroup``): tests that share an expensive fixture stay on one
-worker (see ``xdist_group_of``), and the heaviest groups start first.
+worker (see ``xdist_groups``), and the heaviest groups start first.
 """
 from __future__ import annotations
 
@@ -81,20 +81,20 @@ def render_project(tmp_path):
 #   - a test parametrized with a key of its module's ``VARIANTS`` table: one group per variant
 #     (so each Worker variant is rendered and npm-installed once, on one worker);
 #   - any other test using a module-, package- or session-scoped fixture defined in tests/:
-#     one group per module.
-# Everything else is scheduled test by test. Groups start heaviest first: by the seconds each
+#     one group per module and set of such fixtures that tests share.
+# (xdist_groups has the details.) Everything else is scheduled test by test. Groups start heaviest first: by the seconds each
 # test took in the last run (kept in pytest's cache), else by their number of tests.
 
 DURATIONS_KEY = "ai-gateway-starter/durations"
 _SHARED_SCOPES = {"module", "package", "session", "class"}
 
 
-def _shared_fixture_used(item: pytest.Item) -> bool:
+def _shared_fixtures(item: pytest.Item, names) -> list[str]:
+    """Those of ``names`` that are module-, package- or session-scoped fixtures of tests/."""
     info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return False
-    for name in item.fixturenames:
-        definitions = info.name2fixturedefs.get(name)
+    found = []
+    for name in names:
+        definitions = info.name2fixturedefs.get(name) if info else None
         if not definitions or definitions[-1].scope not in _SHARED_SCOPES:
             continue
         try:
@@ -102,23 +102,61 @@ def _shared_fixture_used(item: pytest.Item) -> bool:
         except (TypeError, OSError):
             continue
         if source.is_relative_to(TESTS):
-            return True
-    return False
+            found.append(name)
+    return sorted(found)
 
 
-def xdist_group_of(item: pytest.Item) -> str | None:
-    """The ``xdist_group`` a test belongs to, or None (scheduled on its own)."""
-    module = getattr(item, "module", None)
-    stem = Path(str(item.fspath)).stem
-    variants = getattr(module, "VARIANTS", None)
+def _variant_group(item: pytest.Item) -> str | None:
+    """``<module>:<variant>`` for a test parametrized with a key of its module's VARIANTS."""
+    variants = getattr(getattr(item, "module", None), "VARIANTS", None)
     callspec = getattr(item, "callspec", None)
     if isinstance(variants, dict) and callspec is not None:
         for value in callspec.params.values():
             if isinstance(value, str) and value in variants:
-                return f"{stem}:{value}"
-    if _shared_fixture_used(item):
-        return stem
+                return f"{Path(str(item.fspath)).stem}:{value}"
     return None
+
+
+def xdist_groups(items: list[pytest.Item]) -> dict[int, str]:
+    """``id(item) -> xdist_group`` for the tests that share an expensive fixture.
+
+    Tests of one module that share a module-/session-scoped fixture of tests/ (the ones they
+    ask for by name, else the ones they get through other fixtures) are joined into one
+    group, transitively; tests whose fixtures do not overlap stay in separate groups, so one
+    module's different expensive fixtures can be built side by side, each once.
+    """
+    groups: dict[int, str] = {}
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def find(key):
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    uses: dict[int, list[tuple[str, str]]] = {}
+    for item in items:
+        variant = _variant_group(item)
+        if variant:
+            groups[id(item)] = variant
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        shared = _shared_fixtures(item, info.argnames if info else ()) or _shared_fixtures(
+            item, item.fixturenames
+        )
+        if shared:
+            stem = Path(str(item.fspath)).stem
+            keys = [(stem, name) for name in shared]
+            find(keys[0])
+            for key in keys[1:]:
+                parent[find(key)] = find(keys[0])
+            uses[id(item)] = keys
+    members: dict[tuple[str, str], set[str]] = {}
+    for key in list(parent):
+        members.setdefault(find(key), set()).add(key[1])
+    for item_id, keys in uses.items():
+        root = find(keys[0])
+        groups[item_id] = f"{root[0]}:{'+'.join(sorted(members[root]))}"
+    return groups
 
 
 def _test_key(fspath: str, domain: str) -> str:
@@ -140,11 +178,10 @@ def _heaviest_first(items: list[pytest.Item], durations: dict[str, float]) -> li
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    groups = xdist_groups(items)
     for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            group = xdist_group_of(item)
-            if group:
-                item.add_marker(pytest.mark.xdist_group(group))
+        if item.get_closest_marker("xdist_group") is None and id(item) in groups:
+            item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:  # an xdist worker: every worker sorts the same way
         items[:] = _heaviest_first(items, workerinput.get("aig_durations", {}))
