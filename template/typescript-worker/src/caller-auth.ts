@@ -15,8 +15,8 @@ async function digest(value: string): Promise<ArrayBuffer> {
  */
 export async function requireApiKey(request: Request, env: Settings): Promise<void> {
   const expected = secret(env, "SERVICE_API_KEY");
-  const header = request.headers.get("authorization") ?? "";
-  const sent = header.startsWith("Bearer ") ? header.slice("Bearer ".length) : "";
+  // The scheme is case-insensitive (RFC 9110); the key is compared exactly.
+  const sent = /^bearer (.+)$/i.exec(request.headers.get("authorization") ?? "")?.[1] ?? "";
   const [a, b] = await Promise.all([digest(sent), digest(expected)]);
   if (!sent || !crypto.subtle.timingSafeEqual(a, b)) {
     throw new HttpError(401, "send Authorization: Bearer <SERVICE_API_KEY>", {}, { "www-authenticate": "Bearer" });

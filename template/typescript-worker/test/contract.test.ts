@@ -38,6 +38,14 @@ if (CALLER_AUTH === "api-key")
       expect(spy).not.toHaveBeenCalled();
     });
 
+    it("takes the Bearer scheme in any case", async () => {
+      stubFetch(completion("ok"));
+      const res = await exports.default.fetch(
+        chatRequest({ prompt: "Hello" }, { authorization: "bearer test-service-key" }),
+      );
+      expect(res.status).toBe(200);
+    });
+
     it("needs the key on every route but GET /health, unknown ones included", async () => {
       const spy = stubFetch();
       expect((await exports.default.fetch("https://worker.test/health")).status).toBe(200);
