@@ -176,10 +176,11 @@ def test_update_recopy_and_changed_answer_keep_owner_edits(tmp_path, template, a
         config = (project / "src/config.ts").read_text(encoding="utf-8")
         assert 'export const AUTH_MODE: AuthMode = "request-headers";' in config
         wrangler = tomllib.loads((project / "wrangler.toml").read_text(encoding="utf-8"))
-        assert wrangler["secrets"]["required"] == ["CF_AIG_TOKEN", "OPENAI_API_KEY"]
+        assert wrangler["secrets"]["required"] == ["CF_AIG_TOKEN", "OPENAI_API_KEY",
+                                                   "SERVICE_API_KEY"]
         assert wrangler["env"]["staging"]["vars"]["AI_GATEWAY_ID"] == "demo-gw-staging"
-        assert wrangler["env"]["staging"]["secrets"]["required"] == ["CF_AIG_TOKEN",
-                                                                     "OPENAI_API_KEY"]
+        assert wrangler["env"]["staging"]["secrets"]["required"] == [
+            "CF_AIG_TOKEN", "OPENAI_API_KEY", "SERVICE_API_KEY"]
         assert "\nOPENAI_API_KEY=\n" in (project / ".dev.vars.example").read_text(
             encoding="utf-8")
     assert "**`request-headers`**" in (project / "README.md").read_text(encoding="utf-8")
