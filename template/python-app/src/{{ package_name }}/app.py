@@ -208,7 +208,7 @@ def chat_call(body: Any, request: Request, provider: str, settings: Settings) ->
     model = body.get("model", PROVIDERS[provider].default_model)
     if not isinstance(model, str) or not model:
         raise ApiError(400, '"model" must be a non-empty string')
-    if model not in settings.allowed_models:
+    if model not in (settings.allowed_models or (PROVIDERS[provider].default_model,)):
         raise ApiError(400, f"model {model!r} is not allowed here (ALLOWED_MODELS)")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
