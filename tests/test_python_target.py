@@ -250,6 +250,19 @@ def test_uv_sync_then_the_readme_commands(render_project, tmp_path):
         result = run([UV, *command], project, env)
         assert result.returncode == 0, f"uv {command}: {result.stdout}{result.stderr}"
 
+    # The Dockerfile's two install steps, into another environment: no dev tools there.
+    image_env = {**env, "UV_PROJECT_ENVIRONMENT": str(tmp_path / "image-venv")}
+    dockerfile = (project / "Dockerfile").read_text()
+    for step in ("uv sync --locked --no-dev --no-install-project",
+                 "uv sync --locked --no-dev --no-editable"):
+        assert f"\nRUN {step}\n" in dockerfile
+        result = run([UV, *step.split()[1:]], project, image_env)
+        assert result.returncode == 0, f"{step}: {result.stdout}{result.stderr}"
+    image_python = tmp_path / "image-venv/bin/python"
+    serve_help = run([image_python, "-m", "demo_svc", "serve", "--help"], tmp_path, env)
+    assert serve_help.returncode == 0, serve_help.stderr
+    assert run([image_python, "-c", "import pytest"], tmp_path, env).returncode != 0
+
 
 def test_next_steps_after_copy_use_uv(tmp_path):
     copier = Path(sys.executable).with_name("copier")
