@@ -118,12 +118,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 {"allow": "POST"},
             )
         settings = current_settings()
-        body = await read_json(request, settings.max_body_bytes)
-        call = chat_call(body, request, provider, settings)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.request_timeout
+        # One deadline for all of it: reading the body, the gateway's answer, the stream.
+        deadline = asyncio.get_running_loop().time() + settings.request_timeout
         try:
             async with asyncio.timeout_at(deadline):
+                body = await read_json(request, settings.max_body_bytes)
+                call = chat_call(body, request, provider, settings)
                 reply = await chat(settings, **call)
                 if call["stream"]:
                     return StreamingResponse(
