@@ -564,3 +564,18 @@ def test_wrangler_dev_sends_the_exact_headers_over_real_http(worker_project, nam
     assert auth(f"/client/v4/accounts/{ACCOUNT_ID}/ai/v1/chat/completions") == {
         "authorization": "Bearer tok-gw", "cf-aig-gateway-id": "demo-gw"
     }
+
+
+def test_next_steps_after_copy_name_the_node_version(tmp_path):
+    from conftest import BASE_ANSWERS
+    from template_repo import copier, data_args
+
+    result = copier("copy", "--trust", "--defaults", "--vcs-ref", "HEAD",
+                    *data_args({**BASE_ANSWERS, "language": "typescript-worker"}),
+                    str(REPO), str(tmp_path / "svc"), cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    message = result.stdout + result.stderr
+    assert "\n  nvm use                               # Node.js 22.12 or newer (.nvmrc)" in message
+    assert "\n  npx wrangler secret put SERVICE_API_KEY\n" in message
+    assert (tmp_path / "svc" / ".nvmrc").read_text() == "22\n"
