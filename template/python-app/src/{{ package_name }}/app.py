@@ -153,7 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def check_caller_key(request: Request, key: str) -> None:
     """401 unless the request carries ``Authorization: Bearer <key>`` (constant-time check)."""
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), key.encode()):
         raise ApiError(
             401,
             "send Authorization: Bearer <SERVICE_API_KEY>",
