@@ -162,7 +162,12 @@ def check_caller_key(request: Request, key: str) -> None:
 
 
 def missing_setting(error: SettingsError) -> ApiError:
-    return ApiError(500, str(error), missing=error.variable)
+    """500 naming the variable (never its value): ``missing``, or set but ``invalid``."""
+    return ApiError(500, str(error), **{"missing" if error.missing else "invalid": error.variable})
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, f"the request body is larger than {limit} bytes (MAX_BODY_BYTES)")
 
 
 def timed_out(seconds: float) -> ApiError:
@@ -173,15 +178,15 @@ async def read_json(request: Request, limit: int) -> Any:
     """The JSON body: 415 unless application/json, 413 past ``limit`` bytes, 400 if not JSON."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json":
-        raise ApiError(415, "send the body as application/json")
+        raise ApiError(415, 'send the body as JSON with "content-type: application/json"')
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"the body is over {limit} bytes")
+        raise too_large(limit)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise ApiError(413, f"the body is over {limit} bytes")
+            raise too_large(limit)
     try:
         return json.loads(body)
     except ValueError:
