@@ -56,6 +56,15 @@ def computed_yaml_as_json(config: dict) -> None:
             value["type"] = "json"
 
 
+def add_files(target: str, count: int = 10):
+    """An edit adding ``count`` small plain files to the target's folder: what one more
+    rendered file costs."""
+    def edit(dst: Path) -> None:
+        for i in range(count):
+            (dst / "template" / target / f"bench-extra-{i}.txt").write_text(f"extra file {i}\n")
+    return edit
+
+
 def cpu_seconds() -> float:
     """CPU time of this process and of the children it waited for (Copier's git calls): a
     busy machine stretches wall time, hardly CPU time."""
@@ -65,8 +74,10 @@ def cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def make_variant(src: Path, dst: Path, drop: list[str] = (), edit=None) -> Path:
+def make_variant(src: Path, dst: Path, drop: list[str] = (), edit=None, files=None) -> Path:
     shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+    if files:
+        files(dst)
     for pattern in drop:
         for path in glob.glob(str(dst / pattern)):
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
@@ -105,6 +116,7 @@ def main() -> int:
             "with 10 more computed values": make_variant(source, work / "v3", edit=add_computed_values),
             "computed values typed json, not yaml": make_variant(source, work / "v4",
                                                                  edit=computed_yaml_as_json),
+            "with 10 more plain files": make_variant(source, work / "v5", files=add_files(args.target)),
         }
         projects = {}
         for i, (name, repo) in enumerate(variants.items()):

@@ -7,7 +7,8 @@ Runs `copier.run_copy` in-process (with --update: `run_update` of a project rend
 across one template change: both of Copier's passes) on the working tree's template (as
 run.py snapshots it), and charges the time Copier spends on each question (its default,
 `when`, type, choices and validator, each rendered as a Jinja template, and YAML answers
-parsed) to that question: exclusive time, so nothing is counted twice. Also the number of
+parsed) to that question: exclusive CPU time of this process (questions start no subprocess), so
+nothing is counted twice and a busy machine hardly changes the numbers. Also the number of
 Jinja templates Copier compiled for it (`from_string`: Copier compiles every templated value
 each time it renders it, so a choice list or a type costs once per choice, per pass).
 
@@ -46,11 +47,11 @@ class Meter:
         self._stack: list[list] = []  # [var_name, start, child seconds]
 
     def enter(self, var_name: str) -> None:
-        self._stack.append([var_name, time.perf_counter(), 0.0])
+        self._stack.append([var_name, time.process_time(), 0.0])
 
     def leave(self) -> None:
         var_name, start, children = self._stack.pop()
-        spent = time.perf_counter() - start
+        spent = time.process_time() - start
         self.seconds[var_name] += spent - children
         if self._stack:
             self._stack[-1][2] += spent
@@ -107,11 +108,11 @@ def instrument(meter: Meter) -> None:
     ask = copier_main.Worker._ask
 
     def timed_ask(self):
-        start = time.perf_counter()
+        start = time.process_time()
         try:
             return ask(self)
         finally:
-            meter.ask_seconds += time.perf_counter() - start
+            meter.ask_seconds += time.process_time() - start
 
     copier_main.Worker._ask = timed_ask
 
@@ -135,15 +136,15 @@ def measure(meter: Meter, target: str, runs: int, update: bool) -> None:
             dst = work / f"out-{r}"
             if r == 1:
                 meter.reset()
-            start = time.perf_counter()
+            start = time.process_time()
             if update:
                 shutil.copytree(base, dst, symlinks=True)
-                start = time.perf_counter()
+                start = time.process_time()
                 run_update(str(dst), defaults=True, unsafe=True, vcs_ref="v2", quiet=True, overwrite=True)
             else:
                 run_copy(str(templates.ours), str(dst), data=data, defaults=True, unsafe=True,
                          vcs_ref="HEAD", quiet=True)
-            meter.total_seconds += time.perf_counter() - start
+            meter.total_seconds += time.process_time() - start
             shutil.rmtree(dst)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -164,7 +165,8 @@ def main() -> int:
     op = "run_update" if args.update else "run_copy"
     names = sorted({q for seconds, *_ in results.values() for q in seconds},
                    key=lambda q: -sum(results[t][0][q] for t in results))
-    print(f"ms per `{op}`, mean of {args.runs} (compiled templates in brackets)\n")
+    print(f"CPU ms per `{op}` (this process; git's own CPU is not in the last row), mean of "
+          f"{args.runs} (compiled templates in brackets)\n")
     print("| question | " + " | ".join(results) + " |")
     print("| --- |" + " --- |" * len(results))
     for q in names:
