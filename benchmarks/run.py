@@ -704,7 +704,7 @@ def table(results: dict) -> str:
             d = data[target]
             rows.append(f"| `{verb}` {target} vs one-file template | {d['seconds']['median']:.2f} s | "
                         f"{base:.2f} s | {fmt_ratio(d['ratio_vs_one_file'])} |")
-        for target in TARGETS:
+        for target in (*TARGETS, TRIMMED):
             d = data[target]
             rows.append(f"| `{verb}` {target} vs one-file template, CPU time (user+sys) | "
                         f"{d['cpu_seconds']['median']:.2f} s | {data['one-file']['cpu_seconds']['median']:.2f} s | "
