@@ -15,7 +15,6 @@ import pytest
 from copier import run_copy
 
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TEMPLATE_ROOT / "tools"))
 
 from testkit import Result, free_port, run  # noqa: E402,F401 - the shared test kit
@@ -90,7 +89,7 @@ _SHARED_SCOPES = {"module", "package", "session", "class"}
 
 
 def _shared_fixtures(item: pytest.Item, names) -> list[str]:
-    """Those of ``names`` that are module-, package- or session-scoped fixtures of tests/."""
+    """Those of ``names`` that are module-, package- or session-scoped fixtures of this suite."""
     info = getattr(item, "_fixtureinfo", None)
     found = []
     for name in names:
@@ -101,7 +100,8 @@ def _shared_fixtures(item: pytest.Item, names) -> list[str]:
             source = Path(inspect.getfile(definitions[-1].func)).resolve()
         except (TypeError, OSError):
             continue
-        if source.is_relative_to(TESTS):
+        # The suite's own fixtures (not pytest's or a plugin's, such as tmp_path_factory).
+        if source.is_relative_to(item.config.rootpath) and "site-packages" not in source.parts:
             found.append(name)
     return sorted(found)
 
@@ -193,7 +193,8 @@ def pytest_configure_node(node) -> None:
     worker collects in the same order even if another run writes the cache meanwhile)."""
     config = node.config
     if not hasattr(config, "_aig_durations"):
-        config._aig_durations = config.cache.get(DURATIONS_KEY, {}) if config.cache else {}
+        cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
+        config._aig_durations = cache.get(DURATIONS_KEY, {}) if cache else {}
     node.workerinput["aig_durations"] = config._aig_durations
 
 
@@ -207,7 +208,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    if hasattr(config, "workerinput") or not _seconds or config.cache is None:
+    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider
+    if hasattr(config, "workerinput") or not _seconds or cache is None:
         return
-    durations = {**config.cache.get(DURATIONS_KEY, {}), **{k: round(v, 2) for k, v in _seconds.items()}}
-    config.cache.set(DURATIONS_KEY, durations)
+    durations = {**cache.get(DURATIONS_KEY, {}), **{k: round(v, 2) for k, v in _seconds.items()}}
+    cache.set(DURATIONS_KEY, durations)
