@@ -8,7 +8,8 @@ the gateway's ``cf-aig-log-id`` and ``cf-aig-cache-status`` headers.
 
 Hostile gateways for the safety tests: ``redirect_to`` answers every request with a
 307 to that URL; ``drip_seconds`` sends the answer's headers and then one byte every
-so many seconds, never finishing in time.
+so many seconds, never finishing in time; ``html_page`` answers 200 with that page as
+``text/html`` (a captive portal, a login page).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class FakeGateway:
     status: int = 200  # set to e.g. 429 or 500 to make every answer fail
     redirect_to: str | None = None
     drip_seconds: float | None = None
+    html_page: str | None = None
     requests: list[Recorded] = field(default_factory=list)
 
     def __enter__(self) -> FakeGateway:
@@ -55,6 +57,7 @@ class FakeGateway:
         self.status = 200
         self.redirect_to = None
         self.drip_seconds = None
+        self.html_page = None
         self.requests.clear()
 
     def __exit__(self, *exc: object) -> None:
@@ -198,6 +201,8 @@ def _handler_for(gateway: FakeGateway) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
             elif gateway.drip_seconds:
                 self._drip(gateway.drip_seconds)
+            elif gateway.html_page:
+                self._answer(200, "text/html", gateway.html_page.encode())
             elif gateway.status != 200:
                 error = {"error": {"message": "upstream failed", "type": "server_error"}}
                 self._answer(gateway.status, "application/json", json.dumps(error).encode())

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .connection import GatewayRedirect
+from .connection import RefusedAnswer
 from .gateway_options import GatewayResponse
 from .providers import DEFAULT_PROVIDER, PROVIDERS
 from .settings import Settings
@@ -92,14 +92,14 @@ def upstream_error(error: Exception) -> Exception:
 
     The SDKs differ in their error classes but agree on the shape: an HTTP error
     carries the ``response``, a connection failure or time-out the ``request``; an
-    event hook's exception (GatewayRedirect) is the cause of the SDK's error.
+    event hook's exception (RefusedAnswer) is the cause of the SDK's error.
     """
     if isinstance(error, UpstreamError):
         return error
     cause: BaseException | None = error
     while cause is not None:
-        if isinstance(cause, GatewayRedirect):
-            return UpstreamError(f"{cause}; redirects are not followed", cause.status)
+        if isinstance(cause, RefusedAnswer):
+            return UpstreamError(str(cause), cause.status, cause.log_id)
         cause = cause.__cause__ or cause.__context__
     response = getattr(error, "response", None)
     status = getattr(response, "status_code", None)
