@@ -106,8 +106,8 @@ def test_the_api_gateway_id_rule_accepts_underscores(render_project):
     assert '[gateways.production]\nid = "my_gw"' in (project / "ai-gateway.toml").read_text()
 
 
-@pytest.mark.parametrize("computed", ["package_name", "required_secrets", "python_dependencies",
-                                      "provider_table", "all_providers", "gateways"])
+@pytest.mark.parametrize("computed", ["package_name", "required_secrets", "provider_table",
+                                      "all_providers", "gateways"])
 def test_computed_values_cannot_be_set_with_data(tmp_path, computed):
     dst = tmp_path / "out"
 
