@@ -31,10 +31,13 @@ export class SettingError extends HttpError {
   }
 }
 
-/** The gateway (or the provider behind it) failed: 502 with its status and log id, never its body. */
+/**
+ * The gateway (or the provider behind it) failed: 502 with its status and log id, never its body.
+ * The message names the log id too, so that one line says where to look.
+ */
 export class UpstreamError extends HttpError {
   constructor(message: string, status: number | null, logId: string | null = null) {
-    super(502, message, { status, log_id: logId });
+    super(502, logId ? `${message} (gateway log id ${logId})` : message, { status, log_id: logId });
   }
 }
 
@@ -42,12 +45,99 @@ export function json(body: unknown, status = 200, headers: HeadersInit = {}): Re
   return Response.json(body, { status, headers });
 }
 
-/** Server-sent events straight through: the body is never buffered in the Worker. */
-export function sse(upstream: Response, headers: Record<string, string> = {}): Response {
-  return new Response(upstream.body, {
+/** 504: the request's deadline (REQUEST_TIMEOUT_SECONDS) passed. */
+export function timedOut(seconds: number): HttpError {
+  return new HttpError(504, `no answer within ${seconds} s (REQUEST_TIMEOUT_SECONDS)`);
+}
+
+/** What a streamed answer reports in its `done` event, read once the last piece has arrived. */
+export interface StreamEnd {
+  model: string;
+  usage: unknown;
+  logId: string | null;
+  cacheStatus: string | null;
+}
+
+const encoder = new TextEncoder();
+
+function event(name: string, data: unknown): Uint8Array {
+  return encoder.encode(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+}
+
+/**
+ * The service's own server-sent events, whatever the provider streamed: `delta` with
+ * `{"text"}` per piece, then `done` with `{"model", "log_id", "cache_status"}` (and `"usage"`
+ * when the provider sent it), or `error` with `{"error", "status"}` (502 adds `"log_id"`) when
+ * the gateway fails or the deadline passes mid-stream. No upstream byte is passed through as such.
+ */
+export function eventStream(
+  pieces: AsyncIterable<string>,
+  end: () => StreamEnd,
+  fail: (err: unknown) => HttpError,
+  deadline: AbortSignal,
+  headers: Record<string, string> = {},
+): Response {
+  const iterator = pieces[Symbol.asyncIterator]();
+  const expired = new Promise<never>((_, reject) => {
+    if (deadline.aborted) reject(deadline.reason);
+    deadline.addEventListener("abort", () => reject(deadline.reason), { once: true });
+  });
+  expired.catch(() => {}); // observed through the race below
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        for (;;) {
+          const next = await Promise.race([iterator.next(), expired]);
+          if (next.done) break;
+          if (next.value) {
+            controller.enqueue(event("delta", { text: next.value }));
+            return;
+          }
+        }
+        const { model, usage, logId, cacheStatus } = end();
+        const done = { model, log_id: logId, cache_status: cacheStatus };
+        controller.enqueue(event("done", usage ? { ...done, usage } : done));
+      } catch (err) {
+        const error = fail(err);
+        // 502 carries the gateway's log id (or null), as the JSON answer does; 504 has none.
+        const logId = "log_id" in error.fields ? { log_id: error.fields.log_id } : {};
+        controller.enqueue(event("error", { error: error.message, status: error.status, ...logId }));
+        iterator.return?.().catch(() => {});
+      }
+      controller.close();
+    },
+    async cancel() {
+      await iterator.return?.();
+    },
+  });
+  return new Response(body, {
     status: 200,
     headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", ...headers },
   });
+}
+
+/** The `data:` payloads of a server-sent event stream, parsed as JSON (`[DONE]` ends it). */
+export async function* eventData(stream: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
+  const decoder = new TextDecoder();
+  const reader = stream.getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      buffer += done ? decoder.decode() : decoder.decode(value, { stream: true });
+      const lines = buffer.split(/\r?\n/);
+      buffer = done ? "" : (lines.pop() ?? "");
+      for (const line of lines) {
+        if (!line.startsWith("data:")) continue;
+        const data = line.slice(5).trim();
+        if (data === "[DONE]") return;
+        if (data) yield JSON.parse(data);
+      }
+      if (done) return;
+    }
+  } finally {
+    reader.releaseLock();
+  }
 }
 
 /** The JSON answer for an error; anything unexpected is logged and answered as a bare 500. */
@@ -130,7 +220,8 @@ export class Upstream {
     let failure: UpstreamError | undefined;
     if (response.status >= 300 && response.status < 400) {
       const location = response.headers.get("location") ?? "nowhere";
-      failure = new UpstreamError(`the gateway redirected to ${location} (not followed)`, response.status, logId);
+      const message = `the gateway redirected (${response.status}) to ${location}; redirects are not followed`;
+      failure = new UpstreamError(message, response.status, logId);
     } else if (!response.ok) {
       failure = new UpstreamError(`the gateway answered ${response.status}`, response.status, logId);
     } else if (!ANSWER_TYPES.includes(type)) {
@@ -146,6 +237,20 @@ export class Upstream {
     }
     return response;
   };
+
+  /**
+   * The `error` event of a stream cut off by `err`: the 504 past the deadline, else a 502 that
+   * echoes nothing the connection said.
+   */
+  streamError(logId: string | null): (err: unknown) => HttpError {
+    return (err) => {
+      if (this.deadline.aborted && this.deadline.reason instanceof HttpError) return this.deadline.reason;
+      return (
+        this.#failure ??
+        (err instanceof HttpError ? err : new UpstreamError("the gateway's answer broke off", null, logId))
+      );
+    };
+  }
 
   /** The answer for an error thrown while calling through `fetch`. */
   error(err: unknown): HttpError {

@@ -1,9 +1,9 @@
 import { requireApiKey } from "./caller-auth";
 import { readChatRequest } from "./chat-request";
 import { CALLER_AUTH } from "./config";
-import { BadRequestError, errorResponse, HttpError, json } from "./http";
+import { BadRequestError, errorResponse, HttpError, json, timedOut } from "./http";
 import { PROVIDERS, type Provider } from "./providers";
-import { allowedModels, maxBodyBytes, requestTimeoutMs } from "./settings";
+import { allowedModels, maxBodyBytes, requestTimeoutSeconds } from "./settings";
 
 /**
  * Routes: `GET /health` (open); `POST /chat` (OpenAI) and `POST /chat/<provider>` for each
@@ -22,11 +22,11 @@ export default {
 
 async function route(request: Request, env: Env): Promise<Response> {
   const { pathname } = new URL(request.url);
-  if (pathname === "/health" && request.method === "GET") {
+  if (pathname === "/health" && (request.method === "GET" || request.method === "HEAD")) {
     return json({ status: "ok", providers: [...PROVIDERS.keys()] });
   }
   if (CALLER_AUTH === "api-key") await requireApiKey(request, env);
-  if (pathname === "/health") throw notAllowed(request, "GET");
+  if (pathname === "/health") throw notAllowed(request, "GET, HEAD");
 
   const match = /^\/chat(?:\/([^/]+))?$/.exec(pathname);
   const provider = match ? PROVIDERS.get(match[1] ?? "openai") : undefined;
@@ -34,7 +34,7 @@ async function route(request: Request, env: Env): Promise<Response> {
   if (request.method !== "POST") throw notAllowed(request, "POST");
 
   const limit = maxBodyBytes(env);
-  return withDeadline(requestTimeoutMs(env), (deadline) => chat(request, env, provider, limit, deadline));
+  return withDeadline(requestTimeoutSeconds(env), (deadline) => chat(request, env, provider, limit, deadline));
 }
 
 async function chat(request: Request, env: Env, provider: Provider, limit: number, deadline: AbortSignal) {
@@ -47,21 +47,24 @@ async function chat(request: Request, env: Env, provider: Provider, limit: numbe
 }
 
 function notAllowed(request: Request, allow: string): HttpError {
-  return new HttpError(405, `method ${request.method} not allowed`, {}, { allow });
+  const { pathname } = new URL(request.url);
+  return new HttpError(405, `method ${request.method} not allowed on ${pathname}`, {}, { allow });
 }
 
 /**
- * One deadline over the whole request (reading the body, the upstream call, its answer): `work`
- * gets the signal to pass on, and past it the answer is 504 whatever is still pending.
+ * One deadline over the whole request (reading the body, the upstream call, its answer, a
+ * stream to its end): `work` gets the signal to pass on, whose reason is the 504 to answer;
+ * past it the answer is 504 whatever is still pending.
  */
-async function withDeadline<T>(ms: number, work: (deadline: AbortSignal) => Promise<T>): Promise<T> {
-  const deadline = AbortSignal.timeout(ms);
-  const late = () => new HttpError(504, `no answer within ${ms} ms (REQUEST_TIMEOUT_MS)`);
-  const expired = new Promise<never>((_, reject) => deadline.addEventListener("abort", () => reject(late())));
+async function withDeadline<T>(seconds: number, work: (deadline: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const deadline = controller.signal;
+  setTimeout(() => controller.abort(timedOut(seconds)), seconds * 1000);
+  const expired = new Promise<never>((_, reject) => deadline.addEventListener("abort", () => reject(deadline.reason)));
   try {
     return await Promise.race([work(deadline), expired]);
   } catch (err) {
     // A call cut off by the deadline fails in its own words first: answer 504 all the same.
-    throw deadline.aborted && !(err instanceof HttpError && err.status < 500) ? late() : err;
+    throw deadline.aborted && !(err instanceof HttpError && err.status < 500) ? deadline.reason : err;
   }
 }

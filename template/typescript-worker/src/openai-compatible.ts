@@ -3,7 +3,7 @@
 import OpenAI from "openai";
 import { type ChatCall, chatAnswer, resultHeaders } from "./chat-request";
 import { gatewayHeaders, gatewayResult } from "./gateway-options";
-import { json, sse, Upstream } from "./http";
+import { eventStream, json, Upstream } from "./http";
 
 /** Where an OpenAI-compatible API lives and how the Worker authenticates to it. */
 export interface OpenAiCompatibleApi {
@@ -13,7 +13,10 @@ export interface OpenAiCompatibleApi {
   headers: Record<string, string>;
 }
 
-/** `POST {baseURL}/chat/completions`; the JSON answer, or the event stream with `"stream": true`. */
+/**
+ * `POST {baseURL}/chat/completions`; the JSON answer, or with `"stream": true` the service's own
+ * events, made from the SDK's stream of chunks.
+ */
 export async function chatCompletions(call: ChatCall, api: OpenAiCompatibleApi): Promise<Response> {
   const upstream = new Upstream(call.deadline);
   const client = new OpenAI({
@@ -30,8 +33,26 @@ export async function chatCompletions(call: ChatCall, api: OpenAiCompatibleApi):
   const options = { headers: gatewayHeaders(call.input.gateway), signal: call.deadline };
   try {
     if (call.input.stream) {
-      const response = await client.chat.completions.create({ ...params, stream: true }, options).asResponse();
-      return sse(response, resultHeaders(response));
+      const { data: chunks, response } = await client.chat.completions
+        .create({ ...params, stream: true }, options)
+        .withResponse();
+      let model = call.model;
+      let usage: unknown = null;
+      async function* pieces() {
+        for await (const chunk of chunks) {
+          model = chunk.model || model;
+          usage = chunk.usage ?? usage;
+          yield chunk.choices[0]?.delta?.content ?? "";
+        }
+      }
+      const end = () => ({ model, usage, ...gatewayResult(response) });
+      return eventStream(
+        pieces(),
+        end,
+        upstream.streamError(gatewayResult(response).logId),
+        call.deadline,
+        resultHeaders(response),
+      );
     }
     const { data, response } = await client.chat.completions.create(params, options).withResponse();
     const reply = data.choices[0]?.message.content ?? "";

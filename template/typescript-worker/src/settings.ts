@@ -1,6 +1,6 @@
 // Settings ([vars] in the wrangler config) and secrets (`wrangler secret put`, locally .dev.vars),
 // each checked before any request leaves the Worker. Errors name the variable, never its value.
-import { DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT_MS } from "./config";
+import { DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT_SECONDS } from "./config";
 import { SettingError } from "./http";
 
 /** Everything the Worker reads from its environment, as strings (absent: undefined or ""). */
@@ -11,7 +11,7 @@ export interface Settings {
   CLOUDFLARE_API_BASE_URL?: string;
   ALLOWED_MODELS?: string;
   MAX_BODY_BYTES?: string;
-  REQUEST_TIMEOUT_MS?: string;
+  REQUEST_TIMEOUT_SECONDS?: string;
   CF_AIG_TOKEN?: string;
   SERVICE_API_KEY?: string;
   OPENAI_API_KEY?: string;
@@ -85,22 +85,24 @@ export function baseUrl(env: Settings, name: Name, fallback: string): string {
   return value.replace(/\/+$/, "");
 }
 
-function positiveInt(env: Settings, name: Name, fallback: number): number {
+function positive(env: Settings, name: Name, fallback: number, whole: boolean): number {
   const value = env[name];
   if (value === undefined || value === "") return fallback;
   const number = Number(value);
-  if (!Number.isSafeInteger(number) || number <= 0) {
-    throw new SettingError(name, `${name} must be a whole number above 0`, false);
+  if (!(Number.isFinite(number) && number > 0 && (!whole || Number.isSafeInteger(number)))) {
+    throw new SettingError(name, `${name} must be a ${whole ? "whole number" : "number"} above 0`, false);
   }
   return number;
 }
 
+/** MAX_BODY_BYTES: the largest request body accepted (default 1 MiB). */
 export function maxBodyBytes(env: Settings): number {
-  return positiveInt(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES);
+  return positive(env, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, true);
 }
 
-export function requestTimeoutMs(env: Settings): number {
-  return positiveInt(env, "REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT_MS);
+/** REQUEST_TIMEOUT_SECONDS: the deadline of a whole request (default 60). */
+export function requestTimeoutSeconds(env: Settings): number {
+  return positive(env, "REQUEST_TIMEOUT_SECONDS", DEFAULT_REQUEST_TIMEOUT_SECONDS, false);
 }
 
 /** The models callers may ask for: `ALLOWED_MODELS` (comma-separated), else the route's default. */

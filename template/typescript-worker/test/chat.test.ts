@@ -125,18 +125,31 @@ describe("POST /chat", () => {
     expect(sent.body).toEqual({ model: DEFAULT_OPENAI_MODEL, messages: [{ role: "user", content: "Hello" }] });
   });
 
-  it("streams server-sent events through unchanged", async () => {
-    const sse =
-      'data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n' +
+  it("streams the service's own events, made from the provider's chunks", async () => {
+    const chunk = (delta: object, extra: object = {}) =>
+      `data: ${JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 1, model: "gpt-4o-mini-2024-07-18", choices: [{ index: 0, delta }], ...extra })}\n\n`;
+    const upstream =
+      chunk({ role: "assistant", content: "" }) +
+      chunk({ content: "Hi" }) +
+      chunk({ content: " there" }) +
+      `data: ${JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 1, model: "gpt-4o-mini-2024-07-18", choices: [], usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 } })}\n\n` +
       "data: [DONE]\n\n";
     const spy = stubFetch(
-      () => new Response(sse, { headers: { "content-type": "text/event-stream", "cf-aig-log-id": "01JSTREAM" } }),
+      () =>
+        new Response(upstream, {
+          headers: { "content-type": "text/event-stream", "cf-aig-log-id": "01JSTREAM", "cf-aig-cache-status": "MISS" },
+        }),
     );
     const res = await exports.default.fetch(chatRequest({ prompt: "Hello", stream: true }));
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("text/event-stream; charset=utf-8");
     expect(res.headers.get("cf-aig-log-id")).toBe("01JSTREAM");
-    expect(await res.text()).toBe(sse);
+    expect(await res.text()).toBe(
+      'event: delta\ndata: {"text":"Hi"}\n\n' +
+        'event: delta\ndata: {"text":" there"}\n\n' +
+        'event: done\ndata: {"model":"gpt-4o-mini-2024-07-18","log_id":"01JSTREAM","cache_status":"MISS",' +
+        '"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\n',
+    );
     const sent = await outbound(spy);
     expect(sent.url).toBe(`${GATEWAY}/chat/completions`);
     expect(sent.body).toEqual({
@@ -223,7 +236,11 @@ describe("errors", () => {
     );
     const res = await exports.default.fetch(chatRequest({ prompt: "Hello" }));
     expect(res.status).toBe(502);
-    expect(await res.json()).toEqual({ error: "the gateway answered 429", status: 429, log_id: "01JFAIL" });
+    expect(await res.json()).toEqual({
+      error: "the gateway answered 429 (gateway log id 01JFAIL)",
+      status: 429,
+      log_id: "01JFAIL",
+    });
     expect(spy).toHaveBeenCalledTimes(1); // no client-side retries: the gateway retries
   });
 

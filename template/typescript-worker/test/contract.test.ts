@@ -98,12 +98,12 @@ describe("routes", () => {
   it.each([
     ["GET", "/chat", "POST"],
     ["PUT", "/chat/openai", "POST"],
-    ["POST", "/health", "GET"],
+    ["POST", "/health", "GET, HEAD"],
   ])("answers 405 for %s %s", async (method, path, allow) => {
     const res = await exports.default.fetch(`https://worker.test${path}`, { method, headers: CALLER_HEADERS });
     expect(res.status).toBe(405);
     expect(res.headers.get("allow")).toBe(allow);
-    expect(await res.json()).toEqual({ error: `method ${method} not allowed` });
+    expect(await res.json()).toEqual({ error: `method ${method} not allowed on ${path}` });
   });
 });
 
@@ -185,7 +185,8 @@ describe("settings are checked before anything is sent", () => {
     ["AI_GATEWAY_BASE_URL", "http://gateway.example/v1"],
     ["AI_GATEWAY_BASE_URL", "ftp://127.0.0.1/v1"],
     ["MAX_BODY_BYTES", "lots"],
-    ["REQUEST_TIMEOUT_MS", "-1"],
+    ["REQUEST_TIMEOUT_SECONDS", "-1"],
+    ["REQUEST_TIMEOUT_SECONDS", "soon"],
   ])("answers 500 naming %s for %j", async (name, value) => {
     const spy = stubFetch();
     const res = await call(chatRequest({ prompt: "Hello" }), { [name]: value });
@@ -229,7 +230,7 @@ describe("the upstream answer", () => {
     const res = await exports.default.fetch(chatRequest({ prompt: "Hello" }));
     expect(res.status).toBe(502);
     expect(await res.json()).toEqual({
-      error: "the gateway redirected to https://elsewhere.example/steal (not followed)",
+      error: `the gateway redirected (${status}) to https://elsewhere.example/steal; redirects are not followed`,
       status,
       log_id: null,
     });
@@ -247,7 +248,7 @@ describe("the upstream answer", () => {
     expect(JSON.parse(text)).toEqual({ error: "the gateway answered 200 with text/html", status: 200, log_id: null });
   });
 
-  it("answers 504 once REQUEST_TIMEOUT_MS has passed, cancelling the upstream call", async () => {
+  it("answers 504 once REQUEST_TIMEOUT_SECONDS has passed, cancelling the upstream call", async () => {
     const spy = vi.spyOn(globalThis, "fetch").mockImplementation(
       (_input, init) =>
         new Promise((_resolve, reject) => {
@@ -255,16 +256,65 @@ describe("the upstream answer", () => {
         }),
     );
     const started = Date.now();
-    const res = await call(chatRequest({ prompt: "Hello" }), { REQUEST_TIMEOUT_MS: "200" });
+    const res = await call(chatRequest({ prompt: "Hello" }), { REQUEST_TIMEOUT_SECONDS: "0.2" });
     expect(res.status).toBe(504);
-    expect(await res.json()).toEqual({ error: "no answer within 200 ms (REQUEST_TIMEOUT_MS)" });
+    expect(await res.json()).toEqual({ error: "no answer within 0.2 s (REQUEST_TIMEOUT_SECONDS)" });
     expect(Date.now() - started).toBeLessThan(5000);
     expect(spy.mock.calls[0]?.[1]?.signal?.aborted).toBe(true);
   });
 
   it("answers 504 even when the upstream call ignores the cancellation", async () => {
     vi.spyOn(globalThis, "fetch").mockImplementation(() => new Promise(() => {}));
-    const res = await call(chatRequest({ prompt: "Hello" }), { REQUEST_TIMEOUT_MS: "100" });
+    const res = await call(chatRequest({ prompt: "Hello" }), { REQUEST_TIMEOUT_SECONDS: "0.1" });
     expect(res.status).toBe(504);
+  });
+});
+
+describe("a streamed answer", () => {
+  const encoder = new TextEncoder();
+  const piece = (content: string) =>
+    encoder.encode(
+      `data: ${JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { content } }] })}\n\n`,
+    );
+  /** An event stream that sends `first`, then fails with `error` or never goes on. */
+  const halted = (error?: Error) => () =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(piece("Hi"));
+        },
+        pull(controller) {
+          if (error) controller.error(error);
+          return new Promise(() => {}); // otherwise: nothing more, ever
+        },
+      }),
+      { headers: { "content-type": "text/event-stream", "cf-aig-log-id": "01JHALF" } },
+    );
+
+  it("ends in an error event (504) when the deadline passes mid-stream", async () => {
+    stubFetch(halted());
+    const started = Date.now();
+    const res = await call(chatRequest({ prompt: "Hello", stream: true }), { REQUEST_TIMEOUT_SECONDS: "0.3" });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(
+      'event: delta\ndata: {"text":"Hi"}\n\n' +
+        'event: error\ndata: {"error":"no answer within 0.3 s (REQUEST_TIMEOUT_SECONDS)","status":504}\n\n',
+    );
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it("ends in an error event (502) when the gateway's stream breaks, echoing none of it", async () => {
+    stubFetch(halted(new Error("connection reset by tok-secret")));
+    const res = await call(chatRequest({ prompt: "Hello", stream: true }));
+    const text = await res.text();
+    expect(text.startsWith('event: delta\ndata: {"text":"Hi"}\n\nevent: error\ndata: ')).toBe(true);
+    const error = JSON.parse(text.split("event: error\ndata: ")[1] ?? "");
+    expect(error).toEqual({
+      error: "the gateway's answer broke off (gateway log id 01JHALF)",
+      status: 502,
+      log_id: "01JHALF",
+    });
+    expect(text).not.toContain("tok-secret");
+    expect(text.endsWith("\n\n")).toBe(true);
   });
 });

@@ -13,7 +13,9 @@ With caller_auth ``api-key``, every route but ``GET /health`` needs
 forwarded upstream. Errors are ``{"error": "..."}``: 400 bad body or model, 401 no or
 wrong key, 404 unknown route, 405 wrong method, 413 body over MAX_BODY_BYTES, 415 not
 application/json, 500 missing setting (named, nothing sent), 502 upstream failure
-(status and log id only), 504 past REQUEST_TIMEOUT_SECONDS.
+(status and log id only), 504 past REQUEST_TIMEOUT_SECONDS. Checks run in that order:
+caller key, route, method, content type, size, body, settings, gateway; a caller without
+the key learns nothing about the settings. README.md "HTTP contract" has the details.
 """
 
 from __future__ import annotations
@@ -33,7 +35,14 @@ from starlette.exceptions import HTTPException
 from .chat import Reply, UpstreamError, chat
 from .gateway_options import GatewayOptions
 from .providers import DEFAULT_PROVIDER, PROVIDERS
-from .settings import Settings, SettingsError, load_settings
+from .settings import (
+    ServiceSettings,
+    Settings,
+    SettingsError,
+    load_service_settings,
+    load_settings,
+    read_service_api_key,
+)
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -71,6 +80,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.settings = load_settings()
         return app.state.settings
 
+    def service_settings() -> ServiceSettings | Settings:
+        """What the checks before the gateway's settings need: caller key, limits, models."""
+        if app.state.settings is not None:
+            return app.state.settings
+        return load_service_settings()
+
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
         return error_response(error)
@@ -93,9 +108,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if public:
             return await call_next(request)
         try:
-            settings = current_settings()
-            if settings.caller_auth == "api-key":
-                check_caller_key(request, settings.require_service_api_key())
+            # Only SERVICE_API_KEY is read here: a caller without the key learns nothing
+            # about the other settings, not even whether they are valid.
+            service = app.state.settings or ServiceSettings(service_api_key=read_service_api_key())
+            if service.caller_auth == "api-key":
+                check_caller_key(request, service.require_service_api_key())
         except SettingsError as error:
             return error_response(missing_setting(error))
         except ApiError as error:
@@ -117,17 +134,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 f"method {request.method} not allowed on {request.url.path}",
                 {"allow": "POST"},
             )
-        settings = current_settings()
+        try:
+            service = service_settings()
+        except SettingsError as error:
+            raise missing_setting(error) from None
+        timeout = service.request_timeout
         # One deadline for all of it: reading the body, the gateway's answer, the stream.
-        deadline = asyncio.get_running_loop().time() + settings.request_timeout
+        deadline = asyncio.get_running_loop().time() + timeout
         try:
             async with asyncio.timeout_at(deadline):
-                body = await read_json(request, settings.max_body_bytes)
-                call = chat_call(body, request, provider, settings)
+                body = await read_json(request, service.max_body_bytes)
+                call = chat_call(body, request, provider, service.allowed_models)
+                # The settings as a whole (and the secrets) only now, before anything is sent.
+                settings = current_settings()
                 reply = await chat(settings, **call)
                 if call["stream"]:
                     return StreamingResponse(
-                        events(reply, deadline, settings.request_timeout),
+                        events(reply, deadline, timeout),
                         media_type="text/event-stream",
                         headers={"cache-control": "no-cache", **gateway_headers(reply)},
                     )
@@ -137,7 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except UpstreamError as error:
             raise ApiError(502, str(error), status=error.status, log_id=error.log_id) from None
         except TimeoutError:
-            raise timed_out(settings.request_timeout) from None
+            raise timed_out(timeout) from None
         answer = {
             "reply": text,
             "model": reply.model,
@@ -171,7 +194,7 @@ def too_large(limit: int) -> ApiError:
 
 
 def timed_out(seconds: float) -> ApiError:
-    return ApiError(504, f"no answer from the gateway within {seconds:g} s")
+    return ApiError(504, f"no answer within {seconds:g} s (REQUEST_TIMEOUT_SECONDS)")
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -193,7 +216,7 @@ async def read_json(request: Request, limit: int) -> Any:
         raise ApiError(400, "the request body must be JSON") from None
 
 
-def chat_call(body: Any, request: Request, provider: str, settings: Settings) -> dict:
+def chat_call(body: Any, request: Request, provider: str, allowed_models: tuple[str, ...]) -> dict:
     """The arguments of ``chat()`` from a checked request body (400 when it is not right)."""
     if not isinstance(body, dict):
         raise ApiError(400, 'the request body must be a JSON object with "prompt" or "messages"')
@@ -213,8 +236,8 @@ def chat_call(body: Any, request: Request, provider: str, settings: Settings) ->
     model = body.get("model", PROVIDERS[provider].default_model)
     if not isinstance(model, str) or not model:
         raise ApiError(400, '"model" must be a non-empty string')
-    if model not in (settings.allowed_models or (PROVIDERS[provider].default_model,)):
-        raise ApiError(400, f"model {model!r} is not allowed here (ALLOWED_MODELS)")
+    if model not in (allowed_models or (PROVIDERS[provider].default_model,)):
+        raise ApiError(400, f"model {json.dumps(model)} is not allowed (ALLOWED_MODELS)")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise ApiError(400, '"stream" must be true or false')
@@ -293,8 +316,14 @@ async def events(reply: Reply, deadline: float, seconds: float) -> AsyncIterator
     except TimeoutError:
         yield sse("error", {"error": str(timed_out(seconds)), "status": 504})
         return
-    done = {"model": reply.model, "log_id": reply.gateway.log_id}
-    yield sse("done", {**done, "cache_status": reply.gateway.cache_status})
+    done = {
+        "model": reply.model,
+        "log_id": reply.gateway.log_id,
+        "cache_status": reply.gateway.cache_status,
+    }
+    if reply.usage:  # known once the stream has ended, when the provider sends it
+        done["usage"] = reply.usage
+    yield sse("done", done)
 
 
 def sse(event: str, data: dict) -> str:
