@@ -17,7 +17,7 @@ from copier import run_copy
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TEMPLATE_ROOT / "tools"))
 
-from testkit import Result, free_port, run  # noqa: E402,F401 - the shared test kit
+from testkit import Result, free_port, run  # noqa: F401 - the shared test kit
 
 # Tests commit rendered projects and template clones: give git an identity that does
 # not depend on the machine's configuration.
@@ -57,6 +57,11 @@ def render(dst: Path, **answers) -> Path:
 def rendered_files(root: Path) -> set[str]:
     """All files under ``root`` as POSIX paths relative to it."""
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+# The Worker variants' session fixtures, one instance per run for every module that builds a
+# Worker (test_worker_target, test_http_contract): defined in tests/worker_toolchain.py.
+from worker_toolchain import npm_env, rendered, worker_project  # noqa: F401
 
 
 @pytest.fixture

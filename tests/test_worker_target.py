@@ -1,6 +1,6 @@
 """The typescript-worker target, checked by Cloudflare's own toolchain.
 
-Each variant below is rendered once, then for real: `npm install`, `npm run typecheck`,
+Each variant (VARIANTS, in worker_toolchain.py) is rendered once, then for real: `npm install`, `npm run typecheck`,
 `npm test` (vitest inside workerd), `wrangler types --check` and `wrangler deploy --dry-run`
 (per environment too), `npm run lint` (Biome) and `npm ci`; its wrangler.toml (or wrangler.jsonc)
 is validated against wrangler's own JSON schema.
@@ -10,7 +10,6 @@ get it. Measured numbers land in .cache/worker-metrics.json.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import tomllib
@@ -18,36 +17,22 @@ from pathlib import Path
 
 import pytest
 from conftest import ACCOUNT_ID, render, rendered_files
-from worker_toolchain import (
+from worker_toolchain import (  # the fixtures rendered, npm_env, worker_project: see conftest
+    ALL_ENVIRONMENTS,
+    ALL_PROVIDERS,
+    METRICS,
+    ODD_DESCRIPTION,
+    RENDERED,
     REPO,
+    VARIANTS,
     FakeGateway,
-    Result,
     WranglerDev,
-    node22_bin_dir,
-    node_env,
     plain,
     run,
     upload_size,
     vitest_counts,
 )
 
-ALL_PROVIDERS = ["anthropic", "google-ai-studio", "workers-ai", "compat"]
-ALL_ENVIRONMENTS = ["development", "staging", "production"]
-ODD_DESCRIPTION = 'Says "hi" \\ to ünïcode ✓ </script>'
-
-# name -> answers of the variants built for real (npm install, typecheck, vitest, lint, dry-run
-# deploy): every auth mode and both caller_auth and wrangler_config choices; an open gateway
-# without an answered account; every provider with three environments, in request-headers mode
-# (keys on the wire) and byok (none). One code shape each: openai-only request-headers is the
-# all-request-headers shape minus providers, so it is rendered (RENDERED) but not built.
-VARIANTS: dict[str, dict] = {
-    "unified-billing": {"auth_mode": "unified-billing", "description": ODD_DESCRIPTION},
-    "byok": {"auth_mode": "byok", "caller_auth": "none", "wrangler_config": "jsonc"},
-    "request-headers-open": {"auth_mode": "request-headers", "gateway_authentication": False, "account_id": ""},
-    "all-request-headers": {"auth_mode": "request-headers", "providers": ALL_PROVIDERS, "environments": ALL_ENVIRONMENTS},
-    "all-byok": {"auth_mode": "byok", "providers": ALL_PROVIDERS, "environments": ALL_ENVIRONMENTS, "account_id": ""},
-}
-RENDERED: dict[str, dict] = {**VARIANTS, "request-headers": {"auth_mode": "request-headers"}}
 MULTI_ENV = sorted(name for name, answers in VARIANTS.items() if len(answers.get("environments", [])) > 1)
 WORKER_FILES = {
     "package.json", "tsconfig.json", "vitest.config.ts", ".dev.vars.example", "biome.json",
@@ -64,8 +49,6 @@ DEFAULT_MODELS = {
     "workers-ai": "@cf/meta/llama-3.1-8b-instruct", "compat": "openai/gpt-4o-mini",
 }
 
-METRICS: dict[str, dict] = {}
-
 
 def wrangler_config(project: Path) -> dict:
     """The project's wrangler.toml or wrangler.jsonc (whole-line // comments only), parsed."""
@@ -75,70 +58,6 @@ def wrangler_config(project: Path) -> dict:
         return tomllib.loads(toml.read_text())
     lines = [line for line in jsonc.read_text().splitlines() if not line.lstrip().startswith("//")]
     return json.loads("\n".join(lines))
-
-
-# ---------------------------------------------------------------------------------------------
-# Fixtures: each answer set rendered once per session; each variant npm-installed once.
-
-
-@pytest.fixture(scope="session")
-def rendered(tmp_path_factory):
-    """``rendered(name)`` for a VARIANTS entry, or ``rendered(name, **answers)``: a Worker render."""
-    cache: dict[str, Path] = {}
-
-    def get(name: str, **answers) -> Path:
-        if name not in cache:
-            data = {"language": "typescript-worker", **RENDERED.get(name, {}), **answers}
-            cache[name] = render(tmp_path_factory.mktemp("worker") / name, **data)
-        return cache[name]
-
-    return get
-
-
-@pytest.fixture(scope="session")
-def npm_env() -> dict[str, str]:
-    try:
-        bin_dir = node22_bin_dir()
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    # A persistent cache makes reruns offline-fast; CI's fresh clone fills it once.
-    cache = REPO / ".cache" / "npm"
-    cache.mkdir(parents=True, exist_ok=True)
-    return node_env(bin_dir, cache)
-
-
-class Project:
-    def __init__(self, name: str, path: Path, env: dict[str, str]):
-        self.name, self.path, self.env = name, path, env
-
-    def run(self, *args: str, timeout: float = 600) -> Result:
-        return run(list(args), self.path, self.env, timeout)
-
-
-@pytest.fixture(scope="session")
-def worker_project(rendered, npm_env):
-    """``worker_project(name)``: the variant rendered and ``npm install``-ed (once per session)."""
-    projects: dict[str, Project] = {}
-
-    def get(name: str) -> Project:
-        if name not in projects:
-            project = Project(name, rendered(name), npm_env)
-            if projects:
-                # Seed node_modules with hard links to a sibling's (seconds, not a full install);
-                # `npm install` then adds, removes or keeps packages to match this package.json.
-                seed = next(iter(projects.values())).path / "node_modules"
-                shutil.copytree(seed, project.path / "node_modules", symlinks=True, copy_function=os.link)
-            install = project.run("npm", "install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error")
-            install.check()
-            METRICS.setdefault(name, {})["npm install s"] = round(install.seconds, 1)
-            projects[name] = project
-        return projects[name]
-
-    yield get
-    if METRICS:
-        (REPO / ".cache").mkdir(exist_ok=True)
-        (REPO / ".cache" / "worker-metrics.json").write_text(json.dumps(METRICS, indent=2) + "\n")
-        print("\nWorker target metrics:", json.dumps(METRICS, indent=2))
 
 
 # ---------------------------------------------------------------------------------------------

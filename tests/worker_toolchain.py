@@ -1,6 +1,8 @@
-"""Node 22 and npm for the Worker target's tests: one npm cache, no telemetry, parsed output."""
+"""Node 22 and npm for the Worker target's tests: one npm cache, no telemetry, parsed output;
+the Worker variants and the session fixtures that render and npm-install them."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -10,10 +12,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
 from node22 import MINIMUM, node_version, package_name, toolchain_env
+
+ALL_PROVIDERS = ["anthropic", "google-ai-studio", "workers-ai", "compat"]
+ALL_ENVIRONMENTS = ["development", "staging", "production"]
+ODD_DESCRIPTION = 'Says "hi" \\ to ünïcode ✓ </script>'
+
+# name -> answers of the variants built for real (npm install, typecheck, vitest, lint, dry-run
+# deploy): every auth mode and both caller_auth and wrangler_config choices; an open gateway
+# without an answered account; every provider with three environments, in request-headers mode
+# (keys on the wire) and byok (none). One code shape each: openai-only request-headers is the
+# all-request-headers shape minus providers, so it is rendered (RENDERED) but not built.
+VARIANTS: dict[str, dict] = {
+    "unified-billing": {"auth_mode": "unified-billing", "description": ODD_DESCRIPTION},
+    "byok": {"auth_mode": "byok", "caller_auth": "none", "wrangler_config": "jsonc"},
+    "request-headers-open": {"auth_mode": "request-headers", "gateway_authentication": False, "account_id": ""},
+    "all-request-headers": {"auth_mode": "request-headers", "providers": ALL_PROVIDERS, "environments": ALL_ENVIRONMENTS},
+    "all-byok": {"auth_mode": "byok", "providers": ALL_PROVIDERS, "environments": ALL_ENVIRONMENTS, "account_id": ""},
+}
+RENDERED: dict[str, dict] = {**VARIANTS, "request-headers": {"auth_mode": "request-headers"}}
+# Numbers measured while building the variants, written to .cache/worker-metrics.json.
+METRICS: dict[str, dict] = {}
 
 NODE22_CACHE = REPO / ".cache" / "node22"
 HOW_TO_GET_NODE22 = (
@@ -108,7 +132,9 @@ class FakeGateway:
     answers like the provider the path names. Only 127.0.0.1, bounded by the test's lifetime.
 
     Hostile on request: a last message "redirect" is answered 307 to another path of this
-    server, "drip" with a JSON body one byte every half second (a gateway that never finishes).
+    server, "drip" with a JSON body one byte every half second (a gateway that never finishes),
+    "fail" with a 500 whose body echoes the gateway token (a service must never pass it on).
+    A request with ``"stream": true`` is answered with OpenAI's chunks: "Hello", " there", usage.
     """
 
     def __init__(self):
@@ -149,6 +175,34 @@ class FakeGateway:
                             time.sleep(0.5)
                     except OSError:
                         outer.dropped += 1  # the Worker hung up: what a deadline should do
+                    return
+                if prompt == "fail":
+                    token = self.headers.get("cf-aig-authorization", "")
+                    out = json.dumps({"error": {"message": f"upstream detail, sent with {token}"}}).encode()
+                    self.send_response(500)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(out)))
+                    self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
+                    self.end_headers()
+                    self.wfile.write(out)
+                    return
+                if (parsed or {}).get("stream") is True:
+                    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
+                    chunks = [
+                        {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello"}}]},
+                        {**chunk, "choices": [{"index": 0, "delta": {"content": " there"}}]},
+                        {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                        {**chunk, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}},
+                    ]
+                    self.send_response(200)
+                    self.send_header("content-type", "text/event-stream")
+                    self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
+                    self.send_header("cf-aig-cache-status", "MISS")
+                    self.end_headers()
+                    for data in [*map(json.dumps, chunks), "[DONE]"]:
+                        self.wfile.write(f"data: {data}\n\n".encode())
+                        self.wfile.flush()
+                    self.close_connection = True
                     return
                 if self.path.endswith("/anthropic/v1/messages"):
                     answer = {"id": "m", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
@@ -258,3 +312,71 @@ class WranglerDev:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=15)
         self.log_file.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures: each answer set rendered once per session; each variant npm-installed once.
+# tests/conftest.py imports them, so every test module shares one instance of each (one
+# npm install per variant per run, wherever the variant is used).
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory):
+    """``rendered(name)`` for a VARIANTS entry, or ``rendered(name, **answers)``: a Worker render."""
+    from conftest import render
+
+    cache: dict[str, Path] = {}
+
+    def get(name: str, **answers) -> Path:
+        if name not in cache:
+            data = {"language": "typescript-worker", **RENDERED.get(name, {}), **answers}
+            cache[name] = render(tmp_path_factory.mktemp("worker") / name, **data)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def npm_env() -> dict[str, str]:
+    try:
+        bin_dir = node22_bin_dir()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    # A persistent cache makes reruns offline-fast; CI's fresh clone fills it once.
+    cache = REPO / ".cache" / "npm"
+    cache.mkdir(parents=True, exist_ok=True)
+    return node_env(bin_dir, cache)
+
+
+class Project:
+    def __init__(self, name: str, path: Path, env: dict[str, str]):
+        self.name, self.path, self.env = name, path, env
+
+    def run(self, *args: str, timeout: float = 600) -> Result:
+        return run(list(args), self.path, self.env, timeout)
+
+
+@pytest.fixture(scope="session")
+def worker_project(rendered, npm_env):
+    """``worker_project(name)``: the variant rendered and ``npm install``-ed (once per session)."""
+    projects: dict[str, Project] = {}
+
+    def get(name: str) -> Project:
+        if name not in projects:
+            project = Project(name, rendered(name), npm_env)
+            if projects:
+                # Seed node_modules with hard links to a sibling's (seconds, not a full install);
+                # `npm install` then adds, removes or keeps packages to match this package.json.
+                seed = next(iter(projects.values())).path / "node_modules"
+                shutil.copytree(seed, project.path / "node_modules", symlinks=True, copy_function=os.link)
+            install = project.run("npm", "install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error")
+            install.check()
+            METRICS.setdefault(name, {})["npm install s"] = round(install.seconds, 1)
+            projects[name] = project
+        return projects[name]
+
+    yield get
+    if METRICS:
+        (REPO / ".cache").mkdir(exist_ok=True)
+        (REPO / ".cache" / "worker-metrics.json").write_text(json.dumps(METRICS, indent=2) + "\n")
+        print("\nWorker target metrics:", json.dumps(METRICS, indent=2))

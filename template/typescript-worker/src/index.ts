@@ -22,11 +22,11 @@ export default {
 
 async function route(request: Request, env: Env): Promise<Response> {
   const { pathname } = new URL(request.url);
-  if (pathname === "/health" && (request.method === "GET" || request.method === "HEAD")) {
+  if (pathname === "/health" && request.method === "GET") {
     return json({ status: "ok", providers: [...PROVIDERS.keys()] });
   }
   if (CALLER_AUTH === "api-key") await requireApiKey(request, env);
-  if (pathname === "/health") throw notAllowed(request, "GET, HEAD");
+  if (pathname === "/health") throw notAllowed(request, "GET");
 
   const match = /^\/chat(?:\/([^/]+))?$/.exec(pathname);
   const provider = match ? PROVIDERS.get(match[1] ?? "openai") : undefined;

@@ -98,7 +98,7 @@ describe("routes", () => {
   it.each([
     ["GET", "/chat", "POST"],
     ["PUT", "/chat/openai", "POST"],
-    ["POST", "/health", "GET, HEAD"],
+    ["POST", "/health", "GET"],
   ])("answers 405 for %s %s", async (method, path, allow) => {
     const res = await exports.default.fetch(`https://worker.test${path}`, { method, headers: CALLER_HEADERS });
     expect(res.status).toBe(405);

@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def caller_auth(request: Request, call_next: Any) -> Response:
-        public = request.method in ("GET", "HEAD") and request.url.path == "/health"
+        public = request.method == "GET" and request.url.path == "/health"
         if public:
             return await call_next(request)
         try:

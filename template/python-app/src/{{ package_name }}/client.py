@@ -128,10 +128,15 @@ async def complete(
     async def pieces() -> AsyncIterator[str]:
         try:
             async for chunk in raw.parse():
+                # The model that answered, and the usage when the provider sends it (last).
+                reply.model = chunk.model or reply.model
+                if chunk.usage:
+                    reply.usage = chunk.usage.model_dump(exclude_none=True)
                 text = chunk.choices[0].delta.content if chunk.choices else None
                 if text:
                     yield text
         finally:
             await client.close()
 
-    return Reply(pieces(), model=model, gateway=gateway)
+    reply = Reply(pieces(), model=model, gateway=gateway)
+    return reply
