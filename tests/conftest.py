@@ -181,8 +181,8 @@ def _heaviest_first(items: list[pytest.Item], durations: dict[str, float]) -> li
     return sorted(items, key=lambda it: (-weight[scope_of[id(it)]], position[scope_of[id(it)]]))
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+@pytest.hookimpl(wrapper=True)  # marks before xdist reads them, its node ids checked after
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]):
     groups = xdist_groups(items)
     for item in items:
         if item.get_closest_marker("xdist_group") is None and id(item) in groups:
@@ -190,6 +190,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None:  # an xdist worker: every worker sorts the same way
         items[:] = _heaviest_first(items, workerinput.get("aig_durations", {}))
+    result = yield
+    if workerinput is not None and getattr(config.option, "loadgroup", False):
+        _group_suffixes(items)
+    return result
+
+
+def _group_suffixes(items: list[pytest.Item]) -> None:
+    """Give each grouped test the ``@<group>`` node-id suffix loadgroup schedules by.
+
+    pytest-xdist 3.8 writes it to ``item._nodeid``, which pytest 9.2's structured node ids no
+    longer read, so every group would be silently split across workers
+    (https://github.com/pytest-dev/pytest-xdist/issues/1386). Where the suffix is missing,
+    this sets it the way pytest 9.2 stores a node id; where xdist managed, it does nothing.
+    """
+    for item in items:
+        names = {str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                 for m in item.iter_markers("xdist_group")}
+        nodeid = item.nodeid
+        if not names or nodeid.rfind("@") > nodeid.rfind("]"):
+            continue
+        suffixed = f"{nodeid}@{'_'.join(sorted(names))}"
+        if hasattr(item, "_id"):
+            from _pytest.nodeid import NodeId
+
+            item._id = NodeId.parse(suffixed)
+        else:
+            item._nodeid = suffixed
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook

@@ -56,7 +56,8 @@ def test_fake_gateway_is_the_rendered_apps_and_records_requests():
 # conftest.py's xdist groups, on a synthetic suite that loads the real conftest
 
 CONFTEST = f"""
-import importlib.util, json, os
+import importlib.util, json, os, sys
+sys.path.insert(0, {str(TEMPLATE_ROOT / "tests")!r})  # what the real conftest imports
 spec = importlib.util.spec_from_file_location("aig_conftest", {str(TEMPLATE_ROOT / "tests" / "conftest.py")!r})
 aig = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(aig)
@@ -151,6 +152,34 @@ def pytest_configure(config):
     # Then the 3-test group (unknown tests weigh one second each), then the single variants.
     assert set(order[2:5]) == {"test_uses_release", "test_uses_release_and_refusals",
                                "test_through_a_function_fixture"}
+
+
+def test_under_xdist_each_group_runs_on_one_worker(pytester, monkeypatch, tmp_path):
+    """The groups hold under pytest-xdist's loadgroup (also where xdist's own node-id suffix
+    does not take, see conftest._group_suffixes)."""
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    monkeypatch.setenv("SEEN", str(seen))
+    monkeypatch.setenv("GROUPS_OUT", str(tmp_path / "groups.json"))
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_spread="""
+import os, pathlib, pytest
+
+VARIANTS = {"red": {}, "blue": {}}
+
+@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("i", range(6))
+def test_variant(name, i):
+    worker = os.environ["PYTEST_XDIST_WORKER"]
+    pathlib.Path(os.environ["SEEN"], f"{name}-{i}").write_text(worker)
+""")
+    result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider")
+    assert result.ret == 0, result.stdout.str()
+    workers: dict[str, set[str]] = {}
+    for path in seen.iterdir():
+        workers.setdefault(path.name.split("-")[0], set()).add(path.read_text())
+    assert {name: len(ids) for name, ids in workers.items()} == {"red": 1, "blue": 1}, workers
+    assert len(list(seen.iterdir())) == 12
 
 
 def test_run_tests_defaults_to_parallel_verbose_runs():
