@@ -90,6 +90,20 @@ class Terminal:
         screen = _screen_text(seen)[-3000:]
         raise AssertionError(f"{text!r} never showed; the screen had:\n{screen}")
 
+    def shown_since(self, mark: int, text: str, timeout: float = 60) -> str:
+        """Wait until ``text`` is on screen anywhere after ``mark`` (it may have arrived in
+        the same chunk as the text the previous step waited for)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.since(mark) and time.monotonic() < deadline:
+            try:
+                self._read(0.1)
+            except pexpect.EOF:
+                break
+        if text not in self.since(mark):
+            raise AssertionError(f"{text!r} never showed; the screen had:\n"
+                                 f"{self.since(mark)[-3000:]}")
+        return self.since(mark)
+
     def send(self, keys: str) -> None:
         self.child.send(keys)
 
@@ -143,8 +157,8 @@ def session(tmp_path_factory):
     tried = 0
     screens = {}
     try:
-        term.expect_text(_help("language"))
-        term.expect_text("Python service (FastAPI, openai SDK, CLI + library)")
+        term.shown_since(0, _help("language"))
+        term.shown_since(0, "Python service (FastAPI, openai SDK, CLI + library)")
         screens["language"] = term.since(0)
         term.answer(DOWN + ENTER, _help("project_name"))
         for value, _message in _typed_bad_values("project_name"):
@@ -163,14 +177,14 @@ def session(tmp_path_factory):
             tried += 1
         mark = term.mark()
         term.answer(CLEAR_LINE + GATEWAY_ID + ENTER, _help("auth_mode"))
-        term.expect_text("Request headers: the service sends its own OPENAI_API_KEY per request")
+        term.shown_since(mark, "Request headers: the service sends its own OPENAI_API_KEY per request")
         screens["auth_mode"] = term.since(mark)
         term.answer(DOWN + DOWN + ENTER, _help("gateway_authentication"))
         mark = term.mark()
         term.answer("n", _help("environments"))
 
         # environments: development, staging, production; production is checked.
-        term.expect_text("production")
+        term.shown_since(mark, "production")
         screens["environments"] = term.since(mark)
         term.send(DOWN + DOWN + SPACE + ENTER)  # uncheck production: nothing chosen
         term.drain()
@@ -189,11 +203,11 @@ def session(tmp_path_factory):
         screens["gateway_ids_confirmed"] = screen
         mark = term.mark()
         term.answer("y", _help("providers"))
-        term.expect_text("compat (one OpenAI-compatible API, models named provider/model)")
+        term.shown_since(mark, "compat (one OpenAI-compatible API, models named provider/model)")
         screens["providers"] = term.since(mark)
         mark = term.mark()
         term.answer(DOWN + SPACE + ENTER, _help("caller_auth"))
-        term.expect_text("none: reached only through a service binding or Cloudflare Access")
+        term.shown_since(mark, "none: reached only through a service binding or Cloudflare Access")
         screens["caller_auth"] = term.since(mark)
         term.answer(ENTER, _help("cache_ttl"))
 
@@ -216,7 +230,7 @@ def session(tmp_path_factory):
                          "rate_limiting_limit": "rate_limiting_technique"}[question]
             mark = term.mark()
             term.answer(CLEAR_LINE + good + ENTER, _help(following))
-        term.expect_text("sliding window")
+        term.shown_since(mark, "sliding window")
         screens["rate_limiting_technique"] = term.since(mark)
         term.answer(DOWN + ENTER, _help("collect_logs"))
         term.answer("n", _help("create_gateway"))
