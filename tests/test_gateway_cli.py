@@ -22,6 +22,7 @@ from fake_cloudflare_api import (
     DrippingServer,
     FakeCloudflareAPI,
 )
+from testkit import free_port
 
 SCRIPT = TEMPLATE_ROOT / "template" / "_shared" / "scripts" / "ai_gateway.py"
 # The script supports Python 3.11+: AI_GATEWAY_TEST_PYTHON=/path/to/python3.11 runs these
@@ -624,11 +625,7 @@ def test_success_false_in_a_200_is_an_error(fake, config):
 
 
 def test_connection_refused(config):
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nobody listens there
     env = base_env(CLOUDFLARE_API_BASE_URL=f"http://127.0.0.1:{port}/client/v4")
     proc = cli("sync", config=config, env=env)
     assert_failure(proc, 1, "listing the gateways failed: connection error",

@@ -34,22 +34,22 @@ def test_free_port_is_bindable():
         sock.bind(("127.0.0.1", port))
 
 
-def test_fake_gateway_is_the_rendered_apps_and_records_requests():
-    with FakeGateway(reply="pong") as gateway:
+def test_fake_gateway_answers_like_the_provider_and_records_requests():
+    with FakeGateway() as gateway:
         request = urllib.request.Request(
             f"{gateway.url}/acc/gw/openai/chat/completions",
-            data=json.dumps({"model": "gpt-4o-mini", "messages": []}).encode(),
+            data=json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode(),
             headers={"content-type": "application/json", "cf-aig-authorization": "Bearer t"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             body = json.loads(response.read())
             log_id = response.headers["cf-aig-log-id"]
-    assert body["choices"][0]["message"]["content"] == "pong"
-    assert log_id
+    assert body["choices"][0]["message"]["content"] == gateway.reply == "pong"
+    assert log_id == "LOG1"
     (seen,) = gateway.requests
-    assert (seen.path, seen.headers["cf-aig-authorization"]) == (
+    assert (seen["path"], seen["headers"]["cf-aig-authorization"]) == (
         "/v1/acc/gw/openai/chat/completions", "Bearer t")
-    assert type(gateway).__module__ == "testkit_fake_gateway"
+    assert gateway.api_url == f"http://127.0.0.1:{gateway.port}/client/v4"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
@@ -18,6 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
 
 from node22 import MINIMUM, node_version, package_name, toolchain_env
+from testkit import FakeGateway, Result, free_port  # noqa: F401 - the shared test kit
+from testkit import run as _kit_run
 
 ALL_PROVIDERS = ["anthropic", "google-ai-studio", "workers-ai", "compat"]
 ALL_ENVIRONMENTS = ["development", "staging", "production"]
@@ -81,29 +82,9 @@ def node_env(bin_dir: Path, npm_cache: Path) -> dict[str, str]:
     return toolchain_env(bin_dir, npm_cache, caller)
 
 
-@dataclass
-class Result:
-    args: list[str]
-    returncode: int
-    output: str
-    seconds: float
-
-    def check(self) -> Result:
-        assert self.returncode == 0, (
-            f"`{' '.join(self.args)}` exited {self.returncode} after {self.seconds:.1f}s:\n{self.output[-6000:]}"
-        )
-        return self
-
-
 def run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> Result:
-    import time
-
-    start = time.monotonic()
-    proc = subprocess.run(
-        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        timeout=timeout, stdin=subprocess.DEVNULL, check=False,
-    )
-    return Result(args, proc.returncode, proc.stdout, time.monotonic() - start)
+    """tools/testkit.run with stderr merged into stdout, in the order npm and wrangler wrote them."""
+    return _kit_run(args, cwd, env, timeout, merge=True)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -127,133 +108,13 @@ def vitest_counts(output: str) -> dict[str, int]:
     return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|todo)", line)}
 
 
-class FakeGateway:
-    """A loopback HTTP server playing the gateway and the unified API: records every request and
-    answers like the provider the path names. Only 127.0.0.1, bounded by the test's lifetime.
-
-    Hostile on request: a last message "redirect" is answered 307 to another path of this
-    server, "drip" with a JSON body one byte every half second (a gateway that never finishes),
-    "fail" with a 500 whose body echoes the gateway token (a service must never pass it on).
-    A request with ``"stream": true`` is answered with OpenAI's chunks: "Hello", " there", usage.
-    """
-
-    def __init__(self):
-        import http.server
-        import json
-        import threading
-        import time
-
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                parsed = json.loads(body or b"null")
-                outer.requests.append({
-                    "path": self.path,
-                    "headers": {k.lower(): v for k, v in self.headers.items()},
-                    "body": parsed,
-                })
-                messages = (parsed or {}).get("messages") or [{}]
-                prompt = messages[-1].get("content") if isinstance(messages[-1], dict) else None
-                if prompt == "redirect":
-                    self.send_response(307)
-                    self.send_header("location", f"http://127.0.0.1:{outer.port}/elsewhere{self.path}")
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-                    return
-                if prompt == "drip":
-                    self.send_response(200)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", "1000")
-                    self.end_headers()
-                    try:
-                        for _ in range(60):  # at most 30 s, far past any deadline under test
-                            self.wfile.write(b" ")
-                            self.wfile.flush()
-                            time.sleep(0.5)
-                    except OSError:
-                        outer.dropped += 1  # the Worker hung up: what a deadline should do
-                    return
-                if prompt == "fail":
-                    token = self.headers.get("cf-aig-authorization", "")
-                    out = json.dumps({"error": {"message": f"upstream detail, sent with {token}"}}).encode()
-                    self.send_response(500)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(out)))
-                    self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
-                    self.end_headers()
-                    self.wfile.write(out)
-                    return
-                if (parsed or {}).get("stream") is True:
-                    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
-                    chunks = [
-                        {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello"}}]},
-                        {**chunk, "choices": [{"index": 0, "delta": {"content": " there"}}]},
-                        {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-                        {**chunk, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}},
-                    ]
-                    self.send_response(200)
-                    self.send_header("content-type", "text/event-stream")
-                    self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
-                    self.send_header("cf-aig-cache-status", "MISS")
-                    self.end_headers()
-                    for data in [*map(json.dumps, chunks), "[DONE]"]:
-                        self.wfile.write(f"data: {data}\n\n".encode())
-                        self.wfile.flush()
-                    self.close_connection = True
-                    return
-                if self.path.endswith("/anthropic/v1/messages"):
-                    answer = {"id": "m", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
-                              "content": [{"type": "text", "text": "pong"}], "stop_reason": "end_turn",
-                              "usage": {"input_tokens": 1, "output_tokens": 1}}
-                elif self.path.endswith(":generateContent"):
-                    answer = {"candidates": [{"content": {"role": "model", "parts": [{"text": "pong"}]}, "index": 0}],
-                              "modelVersion": "gemini-2.5-flash"}
-                else:
-                    answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-                              "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"},
-                                           "finish_reason": "stop"}]}
-                out = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(out)))
-                self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *args):
-                pass
-
-        self.dropped = 0
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class WranglerDev:
     """`wrangler dev --local` in its own process group, stopped (that group only) on exit."""
 
     def __init__(self, cwd: Path, env: dict[str, str], extra: list[str], log: Path):
         self.port = free_port()
-        self.args = ["npx", "wrangler", "dev", "--local", "--ip", "127.0.0.1", "--port", str(self.port), *extra]
+        self.args = ["npx", "wrangler", "dev", "--local", "--ip", "127.0.0.1", "--port", str(self.port),
+                     "--inspector-port", str(free_port()), *extra]
         self.cwd, self.env, self.log = cwd, env, log
 
     def __enter__(self) -> Self:
@@ -378,5 +239,10 @@ def worker_project(rendered, npm_env):
     yield get
     if METRICS:
         (REPO / ".cache").mkdir(exist_ok=True)
-        (REPO / ".cache" / "worker-metrics.json").write_text(json.dumps(METRICS, indent=2) + "\n")
+        path = REPO / ".cache" / "worker-metrics.json"
+        try:  # parallel test workers each hold some variants: merge, do not overwrite
+            merged = json.loads(path.read_text())
+        except (OSError, ValueError):
+            merged = {}
+        path.write_text(json.dumps({**merged, **METRICS}, indent=2) + "\n")
         print("\nWorker target metrics:", json.dumps(METRICS, indent=2))

@@ -5,11 +5,11 @@
 - ``run(args, cwd, env, timeout)``: run a command with captured text output, its duration
   and ``.check()``; it never raises on a non-zero exit by itself.
 - ``free_port()``: a loopback TCP port nobody listens on right now.
-- ``FakeGateway``: the loopback gateway double the rendered python-app ships in
-  ``template/python-app/tests/fake_gateway.py``: one fake gateway for the rendered project,
-  the template's tests and the benchmarks. ``with FakeGateway(reply="pong") as gateway:``;
-  ``gateway.url`` stands in for ``AI_GATEWAY_BASE_URL``, ``gateway.api_url`` for
-  ``CLOUDFLARE_API_BASE_URL``, ``gateway.requests`` records what arrived.
+- ``FakeGateway``: a loopback HTTP server playing the gateway and the unified API for the
+  template's tests and the benchmarks: it answers like the provider the path names, records
+  every request, and misbehaves on request (see its docstring). ``gateway.url`` stands in for
+  ``AI_GATEWAY_BASE_URL``, ``gateway.api_url`` for ``CLOUDFLARE_API_BASE_URL``. (The rendered
+  python-app carries its own, ``tests/fake_gateway.py``, for its owners' tests.)
 - ``load_module(path, name)``: import a Python file that is not on ``sys.path``.
 
 ``tests/conftest.py`` puts tools/ on ``sys.path``; the benchmarks do the same.
@@ -24,12 +24,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Self
 
 ROOT = Path(__file__).resolve().parents[1]
-FAKE_GATEWAY = ROOT / "template" / "python-app" / "tests" / "fake_gateway.py"
-
-__all__ = ["FAKE_GATEWAY", "ROOT", "CommandFailed", "FakeGateway", "Result",  # noqa: F822
-           "free_port", "load_module", "run"]
+__all__ = ["ROOT", "CommandFailed", "FakeGateway", "Result", "free_port", "load_module", "run"]
 
 
 class CommandFailed(AssertionError):
@@ -117,9 +115,130 @@ def load_module(path: Path, name: str) -> ModuleType:
     return module
 
 
-def __getattr__(name: str):
-    # Loaded on first use, so that a broken template file fails the tests that use the
-    # fake gateway, not every import of this kit.
-    if name == "FakeGateway":
-        return load_module(FAKE_GATEWAY, "testkit_fake_gateway").FakeGateway
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+class FakeGateway:
+    """A loopback HTTP server playing the gateway and the unified API: records every request and
+    answers like the provider the path names. Only 127.0.0.1, bounded by the test's lifetime.
+
+    Hostile on request: a last message "redirect" is answered 307 to another path of this
+    server, "drip" with a JSON body one byte every half second (a gateway that never finishes),
+    "fail" with a 500 whose body echoes the gateway token (a service must never pass it on).
+    A request with ``"stream": true`` is answered with OpenAI's chunks: "Hello", " there", usage.
+    """
+
+    def __init__(self):
+        import http.server
+        import json
+        import threading
+        import time
+
+        self.requests: list[dict] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                parsed = json.loads(body or b"null")
+                outer.requests.append({
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": parsed,
+                })
+                messages = (parsed or {}).get("messages") or [{}]
+                prompt = messages[-1].get("content") if isinstance(messages[-1], dict) else None
+                if prompt == "redirect":
+                    self.send_response(307)
+                    self.send_header("location", f"http://127.0.0.1:{outer.port}/elsewhere{self.path}")
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                if prompt == "drip":
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", "1000")
+                    self.end_headers()
+                    try:
+                        for _ in range(60):  # at most 30 s, far past any deadline under test
+                            self.wfile.write(b" ")
+                            self.wfile.flush()
+                            time.sleep(0.5)
+                    except OSError:
+                        outer.dropped += 1  # the Worker hung up: what a deadline should do
+                    return
+                if prompt == "fail":
+                    token = self.headers.get("cf-aig-authorization", "")
+                    out = json.dumps({"error": {"message": f"upstream detail, sent with {token}"}}).encode()
+                    self.send_response(500)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(out)))
+                    self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
+                    self.end_headers()
+                    self.wfile.write(out)
+                    return
+                if (parsed or {}).get("stream") is True:
+                    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
+                    chunks = [
+                        {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello"}}]},
+                        {**chunk, "choices": [{"index": 0, "delta": {"content": " there"}}]},
+                        {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                        {**chunk, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}},
+                    ]
+                    self.send_response(200)
+                    self.send_header("content-type", "text/event-stream")
+                    self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
+                    self.send_header("cf-aig-cache-status", "MISS")
+                    self.end_headers()
+                    for data in [*map(json.dumps, chunks), "[DONE]"]:
+                        self.wfile.write(f"data: {data}\n\n".encode())
+                        self.wfile.flush()
+                    self.close_connection = True
+                    return
+                if self.path.endswith("/anthropic/v1/messages"):
+                    answer = {"id": "m", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
+                              "content": [{"type": "text", "text": "pong"}], "stop_reason": "end_turn",
+                              "usage": {"input_tokens": 1, "output_tokens": 1}}
+                elif self.path.endswith(":generateContent"):
+                    answer = {"candidates": [{"content": {"role": "model", "parts": [{"text": "pong"}]}, "index": 0}],
+                              "modelVersion": "gemini-2.5-flash"}
+                else:
+                    answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+                              "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"},
+                                           "finish_reason": "stop"}]}
+                out = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(out)))
+                self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args):
+                pass
+
+        self.dropped = 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    reply = "pong"  # what every non-streamed answer says
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """Stands in for https://gateway.ai.cloudflare.com/v1 (AI_GATEWAY_BASE_URL)."""
+        return f"{self.origin}/v1"
+
+    @property
+    def api_url(self) -> str:
+        """Stands in for https://api.cloudflare.com/client/v4 (CLOUDFLARE_API_BASE_URL)."""
+        return f"{self.origin}/client/v4"
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
