@@ -349,11 +349,11 @@ def bench_update(templates: Templates, work: Path, reps: int, warmup: int) -> di
 
 
 # ---------------------------------------------------------------------------------------------
-# Loopback gateway (the rendered Python app's own test double)
+# Loopback gateway (tools/testkit.py's, the one the template's tests use)
 
 
 def fake_gateway():
-    """The loopback gateway of tools/testkit.py (the rendered app's own test double)."""
+    """The loopback gateway of tools/testkit.py: every chat is answered "pong"."""
     return testkit.FakeGateway()
 
 
