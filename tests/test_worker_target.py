@@ -302,16 +302,6 @@ def test_an_old_node_fails_fast_with_one_clear_line(worker_project, tmp_path):
     assert not (copy / "node_modules").exists()
 
 
-def test_npm_ci_after_a_first_install(worker_project):
-    """CI runs `npm ci`: the package-lock.json the first `npm install` wrote installs as is."""
-    project = worker_project("unified-billing")
-    assert (project.path / "package-lock.json").is_file()
-    result = project.run("npm", "ci", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error").check()
-    METRICS["unified-billing"]["npm ci s"] = round(result.seconds, 1)
-    assert (project.path / "node_modules/wrangler/package.json").is_file()
-    assert (project.path / "worker-configuration.d.ts").is_file()  # prepare ran again
-
-
 def test_plain_fetch_benchmark_worker_is_the_rendered_worker_with_one_module_swapped(worker_project, tmp_path):
     """benchmarks/fixtures/plain_fetch_worker replaces src/openai-compatible.ts only, as
     benchmarks/run.py lays it over the rendered Worker: the rendered suite must pass on it, so the
