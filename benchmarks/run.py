@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What ai-gateway-starter costs its users, measured side by side in one run.
 
-    .venv/bin/python benchmarks/run.py            # full run (~10 min on 2 cores)
+    .venv/bin/python benchmarks/run.py            # full run (~12 min on 2 cores)
     .venv/bin/python benchmarks/run.py --quick    # every measurement, fewest repetitions (CI)
     .venv/bin/python benchmarks/run.py --only copy,update --reps 5 --json out.json
     .venv/bin/python benchmarks/profile_copy.py   # where copier copy spends its time, by phase
@@ -25,6 +25,13 @@ pair, then their median and spread are reported, so a noisy machine shifts both 
 5. sync    requests `scripts/ai_gateway.py sync` makes against the loopback v4 API fake
            (tests/fake_cloudflare_api.py): first run, repeated run, after drift; 1 and 3
            environments.
+6. green   time to green: wall seconds from the start of the copy to the end of the tests,
+           every step exiting 0. python-app: copier copy + `uv sync` + `uv run pytest -q`
+           (uv cache .cache/uv); typescript-worker: copier copy + `npm install --prefer-offline`
+           + `npm test`; yardstick: `npm create cloudflare@latest` (hello-world, TypeScript; it
+           runs its own npm install, also --prefer-offline) + `npm test`. npm cache .cache/npm. Warm caches: this
+           measures the machine's second project, not a cold first download. Not in --quick
+           (and so not in the template's test suite): a full run or `--only green`.
 
 The template measured is this working tree (tracked and untracked, not ignored, files), copied
 into a fresh git repository, so uncommitted work is measured and the copy is never "dirty".
@@ -66,7 +73,8 @@ COMMON_DATA = {"project_name": PROJECT, "account_id": ACCOUNT_ID, "gateway_id": 
 TARGETS = ("python-app", "typescript-worker")
 TRIMMED = "python-app, trimmed repo"
 RENDER_INPUTS = ("template/", "hooks/", "includes/")  # with copier.yml: all that copy and update read
-SECTIONS = ("copy", "update", "worker", "python", "sync")
+SECTIONS = ("copy", "update", "worker", "python", "sync", "green")
+QUICK_SECTIONS = ("copy", "update", "worker", "python", "sync")  # not green: minutes of installs
 CHANGE_LINE = "\nChanged in v2 (benchmark template change).\n"
 
 # (quick, full) repetitions per measurement, and warm-up rounds (run first, not recorded).
@@ -78,6 +86,7 @@ REPS = {
     "wrangler_dev": (1, 8),
     "python_chat": (1, 20),
     "python_import": (1, 20),
+    "green": (1, 2),
 }
 WARMUP = {
     "copy": (0, 1),
@@ -86,6 +95,7 @@ WARMUP = {
     "wrangler_dev": (0, 1),
     "python_chat": (0, 1),
     "python_import": (0, 1),
+    "green": (0, 0),
 }
 
 GIT_IDENTITY = {
@@ -685,6 +695,85 @@ def bench_sync(templates: Templates, work: Path) -> dict:
 # Report
 
 
+# ---------------------------------------------------------------------------------------------
+# 6. Time to green: copy + install + tests, vs `npm create cloudflare`
+
+C3_ARGS = ["--type=hello-world", "--lang=ts", "--no-deploy", "--no-git", "--no-open", "--no-agents"]
+_C3_VERSION = re.compile(r"create-cloudflare v(\d+\.\d+\.\d+)")
+
+
+def timed_steps(steps: list[tuple[str, list, Path, dict]]) -> dict:
+    """Run each (label, cmd, cwd, env) in order, failing on any non-zero exit; wall seconds of
+    the whole sequence (start of the first to end of the last) and of each step."""
+    start = time.perf_counter()
+    seconds, outputs = {}, {}
+    for label, cmd, cwd, env in steps:
+        result = run(cmd, cwd=cwd, env=env, timeout=900)
+        seconds[label] = round(result.seconds, 2)
+        outputs[label] = result.output
+    return {"seconds": time.perf_counter() - start, "steps": seconds, "outputs": outputs}
+
+
+def bench_green(templates: Templates, work: Path, reps: int, warmup: int) -> dict:
+    npm_cache = ROOT / ".cache" / "npm"
+    uv_cache = ROOT / ".cache" / "uv"
+    npm_cache.mkdir(parents=True, exist_ok=True)
+    uv_cache.mkdir(parents=True, exist_ok=True)
+    node = node_env(npm_cache)
+    # C3 would post usage metrics to Cloudflare; this machine reaches only package registries.
+    # Its own `npm install` gets the same --prefer-offline policy as the Worker's install.
+    c3_env = {**node, "CREATE_CLOUDFLARE_TELEMETRY_DISABLED": "1", "npm_config_prefer_offline": "true"}
+    uv = ROOT / ".venv" / "bin" / "uv"
+    uv_env = {k: v for k, v in clean_env().items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    uv_env.update(UV_CACHE_DIR=str(uv_cache), UV_PYTHON=shutil.which("python3") or sys.executable)
+    copy_env = clean_env()
+    c3_versions: set[str] = set()
+    step_seconds: dict[str, list[dict]] = {}
+
+    def copy_step(dst: Path, language: str):
+        return ("copier copy", copier_cmd("copy", "--vcs-ref", "HEAD",
+                                          data={**COMMON_DATA, "language": language})
+                + [templates.ours, dst], work, copy_env)
+
+    def measure(variant, r):
+        name = variant[0]
+        dst = work / f"green-{name}-{r}"
+        if name == "python-app":
+            steps = [copy_step(dst, name),
+                     ("uv sync", [uv, "sync"], dst, uv_env),
+                     ("uv run pytest -q", [uv, "run", "pytest", "-q"], dst, uv_env)]
+        elif name == "typescript-worker":
+            steps = [copy_step(dst, name),
+                     ("npm install", ["npm", "install", "--prefer-offline", "--no-audit", "--no-fund",
+                                      "--loglevel=error"], dst, node),
+                     ("npm test", ["npm", "test"], dst, node)]
+        else:
+            steps = [("npm create cloudflare", ["npm", "create", "--yes", "cloudflare@latest", "--",
+                                                dst.name, *C3_ARGS], work, c3_env),
+                     ("npm test", ["npm", "test"], dst, c3_env)]
+        log(f"green: {name} (round {r + 1})")
+        done = timed_steps(steps)
+        if name == "create-cloudflare":
+            found = _C3_VERSION.search(re.sub(r"\x1b\[[0-9;]*m", "", done["outputs"]["npm create cloudflare"]))
+            if found:
+                c3_versions.add(found.group(1))
+        step_seconds.setdefault(name, []).append(done["steps"])
+        shutil.rmtree(dst, ignore_errors=True)
+        return done["seconds"]
+
+    variants = [("create-cloudflare",), ("python-app",), ("typescript-worker",)]
+    samples = interleaved(variants, reps, warmup, measure)
+    result = {name: {"seconds": summary(values), "steps": step_seconds[name][warmup:]}
+              for name, values in samples.items()}
+    for target in TARGETS:
+        result[target]["ratio_vs_create_cloudflare"] = ratios(samples[target], samples["create-cloudflare"])
+    result["create-cloudflare"]["version"] = ", ".join(sorted(c3_versions)) or "unknown"
+    result["create-cloudflare"]["args"] = C3_ARGS
+    result["caches"] = {"npm": str(npm_cache.relative_to(ROOT)), "uv": str(uv_cache.relative_to(ROOT)),
+                        "warm": True}
+    return result
+
+
 def fmt_ratio(r: dict) -> str:
     spread = f"{r['min']:.2f}–{r['max']:.2f}"
     if "q1" in r:
@@ -749,6 +838,14 @@ def table(results: dict) -> str:
                             (f"{PACKAGE}.cli", "ratio_cli_vs_httpx")):
             rows.append(f"| `import {module}` vs `import httpx` | {imp[module]['median'] * 1000:.0f} ms | "
                         f"{imp['httpx']['median'] * 1000:.0f} ms | {fmt_ratio(imp[key])} |")
+    green = results.get("green")
+    if green:
+        c3 = green["create-cloudflare"]
+        for target in TARGETS:
+            d = green[target]
+            rows.append(f"| time to green (copy + install + tests), {target} vs `npm create cloudflare` "
+                        f"{c3['version']} hello-world (warm npm/uv caches) | {d['seconds']['median']:.1f} s | "
+                        f"{c3['seconds']['median']:.1f} s | {fmt_ratio(d['ratio_vs_create_cloudflare'])} |")
     sync = results.get("sync")
     if sync:
         for data in sync.values():
@@ -771,7 +868,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="where to write the JSON (default benchmarks/results/)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
-    sections = SECTIONS if not args.only else tuple(s.strip() for s in args.only.split(","))
+    default = QUICK_SECTIONS if args.quick else SECTIONS
+    sections = default if not args.only else tuple(s.strip() for s in args.only.split(","))
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
@@ -813,6 +911,9 @@ def main(argv: list[str] | None = None) -> int:
         if "sync" in sections:
             log("sync: request counts")
             results["sync"] = bench_sync(templates, work)
+        if "green" in sections:
+            log(f"green: {reps['green']} interleaved rounds of copy + install + tests, 3 variants")
+            results["green"] = bench_green(templates, work, reps["green"], warmup["green"])
     finally:
         if args.keep:
             log(f"kept {work}")
