@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -148,11 +148,3 @@ class GatewayResponse:
     def from_headers(cls, headers: Mapping[str, str]) -> GatewayResponse:
         lowered = {name.lower(): value for name, value in headers.items()}
         return cls(lowered.get("cf-aig-log-id"), lowered.get("cf-aig-cache-status"))
-
-
-@dataclass(frozen=True)
-class ChatReply:
-    """A provider's reply: its text in pieces (one piece unless streamed) and the gateway's info."""
-
-    chunks: Iterable[str]
-    gateway: GatewayResponse
