@@ -1,10 +1,9 @@
-"""The README's quick start: its render command works as written."""
+"""The README's quick start: its render command works as written, in a clone of the template."""
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
 import sys
 from pathlib import Path
 
@@ -24,21 +23,6 @@ def test_quick_start_has_the_render_and_the_test_command():
     assert "copier copy --trust --defaults" in render
     assert test == "python3 tools/run_tests.py"
     assert (TEMPLATE_ROOT / ".ci/run").read_text().rstrip().endswith(test)
-
-
-def test_render_command_renders_a_project(tmp_path):
-    render, _ = quick_start_commands()
-    destination = tmp_path / "my-service"
-    command = render.replace("../my-service", shlex.quote(str(destination)))
-    assert command != render
-
-    result = run(["bash", "-c", command], TEMPLATE_ROOT, timeout=900)
-
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert (destination / "src/my_service/client.py").is_file()
-    answers = (destination / ".copier-answers.yml").read_text()
-    assert "account_id: 0123456789abcdef0123456789abcdef" in answers
-    assert "gateway_id: my-gateway" in answers
 
 
 def rendered_update_command(service) -> str:
@@ -61,13 +45,18 @@ def test_quick_start_as_written_gives_a_service_that_copier_update_updates(tmp_p
     from template_repo import git, init_project, release, template_clone
 
     render_command, _ = quick_start_commands()
+    assert " ../my-service" in render_command
     template = template_clone(tmp_path / "ai-gateway-starter")
     service = tmp_path / "my-service"
 
     rendered = run(["bash", "-c", render_command], template, timeout=900)
 
     assert rendered.returncode == 0, rendered.stdout + rendered.stderr
-    answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
+    assert (service / "src/my_service/client.py").is_file()
+    answers_text = (service / ".copier-answers.yml").read_text()
+    assert "account_id: 0123456789abcdef0123456789abcdef" in answers_text
+    assert "gateway_id: my-gateway" in answers_text
+    answers = yaml.safe_load(answers_text)
     assert answers["_src_path"] == str(template)
     assert answers["_commit"] == "0.1.0"
     init_project(service)
