@@ -33,6 +33,7 @@ from test_questions import BAD_ANSWERS, PYTHON_BAD_ANSWERS
 _CSI = re.compile(r"\x1b\[([0-9;?<>=]*)([A-Za-z])|\x1b[()][A-Z0-9]|\x1b[=>]")
 DOWN, UP, ENTER, SPACE = "\x1b[B", "\x1b[A", "\r", " "
 CLEAR_LINE, REDRAW = "\x15", "\x0c"  # ctrl-u, ctrl-l (prompt_toolkit repaints everything)
+CLEAR_SCREEN = "\x1b[2J"  # what ctrl-l makes prompt_toolkit write first
 
 # Copier's refusal line; at 80 columns the validator's own words after it are cut (they are
 # checked whole with --data in test_questions.py and test_hostile_input.py), so each help
@@ -59,6 +60,9 @@ class Terminal:
         # 80 columns: every help and choice label must show whole in a standard terminal.
         self.child = pexpect.spawn(args[0], args[1:], cwd=str(cwd), env=env, encoding="utf-8",
                                    dimensions=(60, 80), timeout=30)
+        # No 50 ms sleep before each send (pexpect's default): every step waits for what it
+        # expects on screen instead.
+        self.child.delaybeforesend = None
         self.transcript = ""
 
     def _read(self, timeout: float) -> str:
@@ -70,11 +74,6 @@ class Terminal:
             self.child.send("\x1b[1;1R")
         self.transcript += chunk
         return chunk
-
-    def drain(self, quiet: float = 0.3) -> None:
-        """Read until the screen has been quiet for ``quiet`` seconds."""
-        while self._read(quiet):
-            pass
 
     def expect_text(self, text: str, timeout: float = 60) -> str:
         """Wait until ``text`` shows up in the output since this call started."""
@@ -117,12 +116,32 @@ class Terminal:
         self.send(keys)
         return self.expect_text(next_text)
 
+    def repainted(self, keys: str, text: str, timeout: float = 60) -> str:
+        """Send ``keys``, then ctrl-l: prompt_toolkit clears the screen (ESC [2J) and draws the
+        prompt whole, as the keys left it (its usual repaints skip text already on screen).
+        Wait until ``text`` shows after that clear; no output from before counts."""
+        mark = self.mark()
+        self.send(keys)
+        self.send(REDRAW)
+        deadline = time.monotonic() + timeout
+        while True:
+            raw = self.transcript[mark:]
+            if CLEAR_SCREEN in raw:
+                screen = _screen_text(raw.split(CLEAR_SCREEN, 1)[1])
+                if text in screen:
+                    return screen
+            if time.monotonic() >= deadline:
+                break
+            try:
+                self._read(0.1)
+            except pexpect.EOF:
+                break
+        raise AssertionError(f"{text!r} never showed after a repaint; the screen had:\n"
+                             f"{self.since(mark)[-3000:]}")
+
     def refused(self, value: str, message: str) -> str:
         """Type ``value`` and enter: the message must show and the question stay open."""
-        self.send(CLEAR_LINE + value + ENTER)
-        self.drain()
-        self.send(REDRAW)
-        return self.expect_text(message)
+        return self.repainted(CLEAR_LINE + value + ENTER, message)
 
     def finish(self) -> int:
         self.child.expect(pexpect.EOF, timeout=120)
@@ -186,15 +205,11 @@ def session(tmp_path_factory):
         # environments: development, staging, production; production is checked.
         term.shown_since(mark, "production")
         screens["environments"] = term.since(mark)
-        term.send(DOWN + DOWN + SPACE + ENTER)  # uncheck production: nothing chosen
-        term.drain()
-        term.send(REDRAW)
-        term.expect_text("choose at least one environment")
+        # uncheck production: nothing chosen
+        term.repainted(DOWN + DOWN + SPACE + ENTER, "choose at least one environment")
         tried += 1
-        term.send(SPACE + UP + UP + SPACE + ENTER)  # production + development: id too long
-        term.drain()
-        term.send(REDRAW)
-        term.expect_text(REFUSED.format("environments"))
+        # production + development: an id too long
+        term.repainted(SPACE + UP + UP + SPACE + ENTER, REFUSED.format("environments"))
         tried += 1
         term.send(SPACE + DOWN + SPACE + ENTER)  # staging + production
         screen = term.expect_text(f"production: {GATEWAY_ID}")
