@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench  # noqa: E402
+import run as bench
 
 # Each target's own folder: the other target's copy never walks it.
 ONLY = {

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import run as bench  # noqa: E402
+import run as bench
 
 # Question methods whose time is charged to the question (exclusive of nested ones).
 METHODS = ("get_default", "parse_answer", "cast_answer", "validate_answer", "get_when", "get_ask",
@@ -171,8 +171,7 @@ def main() -> int:
     print("| --- |" + " --- |" * len(results))
     for q in names:
         cells = []
-        for target in results:
-            seconds, compiles, _, _, runs = results[target]
+        for seconds, compiles, _, _, runs in results.values():
             cells.append(f"{seconds[q] / runs * 1000:.1f} ({compiles[q] // runs})")
         print(f"| `{q}` | " + " | ".join(cells) + " |")
     for label, index in (("all questions (`_ask`)", 2), (f"whole `{op}`", 3)):

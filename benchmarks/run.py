@@ -16,9 +16,12 @@ pair, then their median and spread are reported, so a noisy machine shifts both 
            one template change (one line appended to the README template), same comparison.
 3. worker  the rendered Worker vs the same Worker with a plain-fetch client
            (benchmarks/fixtures/plain_fetch_worker): bundle size from
-           `wrangler deploy --dry-run --outdir dist` (also minified, and the openai SDK's share
-           of it from esbuild's metafile), and `wrangler dev --local` start until the first
-           POST /chat is answered through a loopback gateway.
+           `wrangler deploy --dry-run --outdir dist` (also with --minify, one build when
+           wrangler.toml minifies already; and the openai SDK's share of it from esbuild's
+           metafile), start-up CPU in workerd (`wrangler check startup` of
+           the bundle that dry run wrote with --outfile), and `wrangler dev --local` start until
+           the first POST /chat is answered through a loopback gateway. Installed: openai and
+           wrangler only (worker_runtime_only: no test, type or lint tools, no scripts).
 4. python  `python -m <package> chat "hi"` (time to first byte, and to exit) against the
            loopback gateway vs the same call with bare httpx (benchmarks/fixtures/
            bare_httpx_chat.py); import time of `<package>.client` and `<package>.cli` vs httpx.
@@ -35,6 +38,9 @@ pair, then their median and spread are reported, so a noisy machine shifts both 
 
 The template measured is this working tree (tracked and untracked, not ignored, files), copied
 into a fresh git repository, so uncommitted work is measured and the copy is never "dirty".
+Every template repository measured (ours, trimmed, one-file) has its objects in one pack, as a
+user's clone has: Copier clones a local template by hard-linking each object file, so loose
+objects (a checkout being worked on) would cost each copy and update several times more.
 Results: a table on stdout (Markdown) and JSON in benchmarks/results/ (or --json PATH).
 Nothing leaves the machine: every server is on 127.0.0.1, npm installs --prefer-offline.
 """
@@ -54,14 +60,17 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-import testkit  # noqa: E402 - the test kit shared with tests/ (run, free_port, FakeGateway)
-from testkit import Result, free_port, load_module  # noqa: E402
+# The test kit shared with tests/ (run, free_port, FakeGateway).
+import testkit
+from testkit import Result, free_port, load_module
+
 BENCH = ROOT / "benchmarks"
 FIXTURES = BENCH / "fixtures"
 RESULTS = BENCH / "results"
@@ -71,6 +80,7 @@ PACKAGE = "bench_svc"
 GATEWAY_ID = "bench-gw"
 COMMON_DATA = {"project_name": PROJECT, "account_id": ACCOUNT_ID, "gateway_id": GATEWAY_ID}
 TARGETS = ("python-app", "typescript-worker")
+DEFAULT_ENVIRONMENTS = ["production"]  # copier.yml's default for `environments`
 TRIMMED = "python-app, trimmed repo"
 RENDER_INPUTS = ("template/", "hooks/", "includes/")  # with copier.yml: all that copy and update read
 SECTIONS = ("copy", "update", "worker", "python", "sync", "green")
@@ -108,8 +118,20 @@ for _k, _v in GIT_IDENTITY.items():
     os.environ.setdefault(_k, _v)
 
 
+_T0 = time.perf_counter()
+
+
+def cpu_so_far() -> float:
+    """CPU seconds (user + system) of this process and every child it has reaped so far."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    """A progress line on stderr, stamped with the wall and CPU seconds since the run started:
+    the difference between two lines is what the step between them cost."""
+    print(f"[bench {time.strftime('%H:%M:%S')} +{time.perf_counter() - _T0:5.1f}s "
+          f"cpu {cpu_so_far():5.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,6 +210,16 @@ def copier_python() -> str:
     raise BenchError("copier is not importable: run with .venv/bin/python (tools/run_tests.py makes it)")
 
 
+def copier_version() -> str:
+    """The version of the Copier that copier_python runs (from its metadata when it is ours)."""
+    python = copier_python()
+    if python == sys.executable:
+        from importlib.metadata import version
+
+        return version("copier")
+    return run([python, "-m", "copier", "--version"]).stdout.strip().split()[-1]
+
+
 def clean_env(**extra: str) -> dict:
     """The caller's environment without anything Cloudflare- or app-related, plus ``extra``."""
     env = {k: v for k, v in os.environ.items()
@@ -201,8 +233,17 @@ def clean_env(**extra: str) -> dict:
 # Templates
 
 
+def pack(repo: Path) -> None:
+    """Every object of ``repo`` in one pack, as in a clone from a server (GitHub, or a
+    `git clone` of one). Copier's own clone of a local template hard-links each object file:
+    with loose objects (a repository being worked on, or one just committed to) that costs
+    several times what a user's one-pack clone does, and would be charged to the template."""
+    git("repack", "-a", "-d", "-q", cwd=repo)
+
+
 def make_repo(files_from: Path, dst: Path, names: list[str] | None = None) -> Path:
-    """A fresh git repo at ``dst`` holding ``names`` (default: every file) from ``files_from``."""
+    """A fresh git repo at ``dst`` holding ``names`` (default: every file) from ``files_from``,
+    committed, tagged v1 and packed (see pack)."""
     if names is None:
         names = [p.relative_to(files_from).as_posix() for p in files_from.rglob("*") if p.is_file()]
     if files_from.resolve() == dst.resolve():
@@ -221,6 +262,7 @@ def make_repo(files_from: Path, dst: Path, names: list[str] | None = None) -> Pa
     git("add", "-A", cwd=dst)
     git("commit", "-q", "--no-gpg-sign", "-m", "v1", cwd=dst)
     git("tag", "v1", cwd=dst)
+    pack(dst)
     return dst
 
 
@@ -229,8 +271,10 @@ def snapshot_template(dst: Path) -> Path:
 
     Everything a user's clone holds is there (tracked files), plus untracked, not ignored files
     and uncommitted edits, so work in progress is measured too and the source is never dirty.
+    Packed like a user's clone: `git clone --no-local` (a local clone would hard-link every
+    loose object of this checkout), then the commit on top packed in too (see pack).
     """
-    run(["git", "clone", "-q", "--no-tags", str(ROOT), str(dst)])
+    run(["git", "clone", "-q", "--no-local", "--no-tags", str(ROOT), str(dst)])
     changed = run(["git", "diff", "-z", "--name-only", "HEAD"], cwd=ROOT).stdout.split("\0")
     untracked = run(["git", "ls-files", "-z", "-o", "--exclude-standard"], cwd=ROOT).stdout.split("\0")
     for name in sorted({n for n in changed + untracked if n}):
@@ -247,15 +291,17 @@ def snapshot_template(dst: Path) -> Path:
     if git("status", "--porcelain", cwd=dst):
         git("commit", "-q", "--no-gpg-sign", "-m", "uncommitted changes of the working tree", cwd=dst)
     git("tag", "v1", cwd=dst)
+    pack(dst)
     return dst
 
 
 def release_v2(repo: Path, changed_file: str) -> None:
-    """One template change, committed and tagged v2."""
+    """One template change, committed, tagged v2 and packed (as a fresh clone of it would be)."""
     path = repo / changed_file
     path.write_text(path.read_text() + CHANGE_LINE)
     git("commit", "-q", "--no-gpg-sign", "-am", "v2: one change", cwd=repo)
     git("tag", "v2", cwd=repo)
+    pack(repo)
 
 
 class Templates:
@@ -269,6 +315,35 @@ class Templates:
         self.trimmed = make_repo(self.ours, work / "template-trimmed",
                                  [n for n in tracked if n == "copier.yml" or n.startswith(RENDER_INPUTS)])
         self.trimmed_file_count = len(run(["git", "ls-files"], cwd=self.trimmed).stdout.splitlines())
+        self.work = work
+        self._v1_renders: dict[tuple[str, str], Path] = {}
+
+    @staticmethod
+    def _key(src: Path, data: dict) -> tuple[str, str]:
+        return str(src), json.dumps(data, sort_keys=True)
+
+    def keep_v1_render(self, src: Path, data: dict, rendered: Path) -> None:
+        """Keep ``rendered`` (a `copier copy` of ``src`` with ``data``) for render_v1, if it
+        was rendered from v1: the copy benchmark renders HEAD, which is v1 until bench_update
+        releases v2. A measured copy is then also every later section's project, not a second
+        render of the same thing."""
+        key = self._key(src, data)
+        if key in self._v1_renders or git("rev-parse", "HEAD", cwd=src) != git("rev-parse", "v1", cwd=src):
+            shutil.rmtree(rendered)
+            return
+        kept = self.work / f"v1-render-{len(self._v1_renders)}"
+        rendered.rename(kept)
+        self._v1_renders[key] = kept
+
+    def render_v1(self, src: Path, data: dict, dst: Path) -> Path:
+        """``copier copy --vcs-ref v1`` of ``src`` with ``data`` into ``dst``: a copy of the
+        render kept by keep_v1_render when there is one (the same files), else a new render."""
+        kept = self._v1_renders.get(self._key(src, data))
+        if kept is None:
+            copier_copy(src, dst, data, ref="v1")
+        else:
+            shutil.copytree(kept, dst, symlinks=True)
+        return dst
 
     def variants(self) -> list[tuple[str, Path, dict]]:
         return [
@@ -314,7 +389,7 @@ def bench_copy(templates: Templates, work: Path, reps: int, warmup: int) -> dict
         result = copier_copy(src, dst, data)
         files = sum(1 for p in dst.rglob("*") if p.is_file())
         rendered_files[name] = files
-        shutil.rmtree(dst)
+        templates.keep_v1_render(src, data, dst)
         return result
 
     rendered_files: dict[str, int] = {}
@@ -335,12 +410,12 @@ def bench_update(templates: Templates, work: Path, reps: int, warmup: int) -> di
     variants = templates.variants()
     projects = {}
     for name, src, data in variants:
-        project = work / f"update-base-{name}"
-        copier_copy(src, project, data, ref="v1")
+        project = templates.render_v1(src, data, work / f"update-base-{name}")
         git("init", "-q", "-b", "main", cwd=project)
         git("add", "-A", cwd=project)
         git("commit", "-q", "--no-gpg-sign", "-m", "rendered from v1", cwd=project)
         projects[name] = project
+    log("update: projects rendered from v1; releasing v2")
     release_v2(templates.baseline, "README.md.jinja")
     release_v2(templates.ours, "template/_shared/readme-updating.md.jinja")
     release_v2(templates.trimmed, "template/_shared/readme-updating.md.jinja")
@@ -373,19 +448,33 @@ def fake_gateway():
 
 def node_env(npm_cache: Path) -> dict:
     sys.path.insert(0, str(ROOT / "tools"))
-    from node22 import ensure_node22, toolchain_env  # noqa: PLC0415 - tools/ is not a package
+    from node22 import ensure_node22, toolchain_env
 
     return toolchain_env(ensure_node22(), npm_cache, clean_env())
 
 
+def config_minifies(project: Path) -> bool:
+    """Whether the Worker's wrangler.toml says ``minify = true`` (False when it has none:
+    a wrangler.jsonc is not read here, so its bundle is then also built with --minify)."""
+    config = project / "wrangler.toml"
+    return config.is_file() and tomllib.loads(config.read_text()).get("minify") is True
+
+
+STARTUP_BUNDLE = "worker.bundle"
 _UPLOAD = re.compile(r"Total Upload: ([\d.]+) KiB / gzip: ([\d.]+) KiB")
 
 
-def dry_run_bundle(project: Path, env: dict, outdir: str, minify: bool = False) -> dict:
+def dry_run_bundle(project: Path, env: dict, outdir: str, minify: bool = False,
+                   outfile: str | None = None) -> dict:
+    """`wrangler deploy --dry-run --outdir OUTDIR`: upload size, and bytes per package from
+    esbuild's metafile. ``outfile``: the same build also writes the upload bundle (the form
+    data `wrangler check startup --worker` reads; it refuses a bare dist/index.js)."""
     cmd = [project / "node_modules" / ".bin" / "wrangler", "deploy", "--dry-run",
            "--outdir", outdir, "--metafile", f"{outdir}/meta.json"]
     if minify:
         cmd.append("--minify")
+    if outfile:
+        cmd += ["--outfile", outfile]
     proc = run(cmd, cwd=project, env=env)
     seconds = proc.seconds
     match = _UPLOAD.search(re.sub(r"\x1b\[[0-9;]*m", "", proc.output))
@@ -476,6 +565,28 @@ def wrangler_dev_first_chat(project: Path, env: dict, gateway_url: str, timeout:
     return {"ready": ready[0] if ready else answered, "first_chat": answered}
 
 
+WORKER_TOOLS = ("wrangler",)  # the devDependencies the bundle, start-up and dev measurements run
+
+
+def worker_runtime_only(project: Path) -> list[str]:
+    """Drop the rendered Worker's devDependencies but wrangler from its package.json; return
+    what is left to install. The bundle holds src/ and the dependencies (openai) only; tests,
+    types and lint (vitest and its Workers plugin, workers-types, TypeScript, Biome) are not
+    what `wrangler deploy --dry-run`, `check startup` or `dev` run, and the same wrangler,
+    miniflare and workerd versions resolve without them: an install of less than half the
+    size (the full install is what `green` times). Its scripts are skipped too (`prepare`
+    writes worker-configuration.d.ts for the type checker)."""
+    path = project / "package.json"
+    package = json.loads(path.read_text())
+    dev = package.get("devDependencies", {})
+    missing = [name for name in WORKER_TOOLS if name not in dev]
+    if missing:
+        raise BenchError(f"the rendered Worker's devDependencies have no {', '.join(missing)}: {sorted(dev)}")
+    package["devDependencies"] = {name: dev[name] for name in WORKER_TOOLS}
+    path.write_text(json.dumps(package, indent=2) + "\n")
+    return [*package.get("dependencies", {}), *WORKER_TOOLS]
+
+
 def make_plain_fetch_worker(sdk_project: Path, dst: Path) -> Path:
     shutil.copytree(sdk_project, dst, symlinks=True,
                     ignore=shutil.ignore_patterns("node_modules", "dist*", ".wrangler"))
@@ -494,10 +605,11 @@ def bench_worker(templates: Templates, work: Path, reps: dict, warmup: dict) -> 
     npm_cache.mkdir(parents=True, exist_ok=True)
     env = node_env(npm_cache)
     sdk = work / "worker-sdk"
-    copier_copy(templates.ours, sdk, {**COMMON_DATA, "language": "typescript-worker"}, ref="v1")
-    log("worker: npm install (--prefer-offline)")
-    install_s = run(["npm", "install", "--prefer-offline", "--no-audit", "--no-fund",
-                        "--loglevel=error"], cwd=sdk, env=env, timeout=900).seconds
+    templates.render_v1(templates.ours, {**COMMON_DATA, "language": "typescript-worker"}, sdk)
+    installed = worker_runtime_only(sdk)
+    log(f"worker: npm install --ignore-scripts (--prefer-offline) of {', '.join(installed)}")
+    install_s = run(["npm", "install", "--prefer-offline", "--ignore-scripts", "--no-audit", "--no-fund",
+                     "--loglevel=error"], cwd=sdk, env=env, timeout=900).seconds
     plain = make_plain_fetch_worker(sdk, work / "worker-plain-fetch")
     versions = {
         "node": run(["node", "--version"], env=env).stdout.strip(),
@@ -510,8 +622,12 @@ def bench_worker(templates: Templates, work: Path, reps: dict, warmup: dict) -> 
     log("worker: wrangler deploy --dry-run (bundle sizes)")
     bundles = {}
     for name, project in (("sdk", sdk), ("plain-fetch", plain)):
-        bundles[name] = dry_run_bundle(project, env, "dist")
-        bundles[name]["minified"] = {k: v for k, v in dry_run_bundle(project, env, "dist-min", True).items()
+        bundles[name] = dry_run_bundle(project, env, "dist", outfile=STARTUP_BUNDLE)
+        bundles[name]["config_minifies"] = config_minifies(project)
+        # With `minify = true` in the config, `--minify` is the same build: not made twice.
+        minified = bundles[name] if bundles[name]["config_minifies"] else \
+            dry_run_bundle(project, env, "dist-min", True)
+        bundles[name]["minified"] = {k: v for k, v in minified.items()
                                      if k in ("kib", "gzip_kib", "bytes_by_package")}
     bundle_ratio = {
         "kib": bundles["sdk"]["kib"] / bundles["plain-fetch"]["kib"],
@@ -519,12 +635,9 @@ def bench_worker(templates: Templates, work: Path, reps: dict, warmup: dict) -> 
     }
 
     log("worker: wrangler check startup (start-up CPU in workerd)")
-    variants = [("sdk", sdk), ("plain-fetch", plain)]
-    for _name, project in variants:
-        run([project / "node_modules" / ".bin" / "wrangler", "deploy", "--dry-run",
-             "--outfile", "worker.bundle"], cwd=project, env=env)
+    variants = [("sdk", sdk), ("plain-fetch", plain)]  # bundles: the first dry run's --outfile
     profiles = interleaved(variants, reps["worker_startup"], warmup["worker_startup"],
-                           lambda variant, _r: startup_profile(variant[1], env, "worker.bundle"))
+                           lambda variant, _r: startup_profile(variant[1], env, STARTUP_BUNDLE))
     startup = {name: {key: summary([v[key] for v in values]) for key in ("active_ms", "window_ms")}
                for name, values in profiles.items()}
     # A sampled profile: the plain-fetch Worker's active time can be 0 ms, so differences.
@@ -548,6 +661,7 @@ def bench_worker(templates: Templates, work: Path, reps: dict, warmup: dict) -> 
     return {
         "versions": versions,
         "npm_install_seconds": round(install_s, 1),
+        "npm_installed": installed,  # with their dependencies; see worker_runtime_only
         "bundle": bundles,
         "bundle_ratio_sdk_vs_plain_fetch": bundle_ratio,
         "startup_profile": startup,
@@ -599,14 +713,16 @@ def import_breakdown(python: str, module: str, cwd: Path, env: dict, top: int = 
 
 def bench_python(templates: Templates, work: Path, reps: dict, warmup: dict) -> dict:
     project = work / "python-app"
-    copier_copy(templates.ours, project, {**COMMON_DATA, "language": "python-app"}, ref="v1")
+    templates.render_v1(templates.ours, {**COMMON_DATA, "language": "python-app"}, project)
     python = copier_python()  # the repo's venv: copier, openai and httpx
-    for module in ("openai", "httpx"):
-        if run([python, "-c", f"import {module}"], check=False).returncode != 0:
-            raise BenchError(f"{python} cannot import {module}: use .venv/bin/python")
     env_base = clean_env(PYTHONPATH=str(project / "src"))
-    versions = {m: run([python, "-c", f"import {m}; print({m}.__version__)"]).stdout.strip()
-                for m in ("openai", "httpx")}
+    # Their versions from package metadata (importing openai costs ~0.5 s; the measurements
+    # below import both, and fail if they cannot).
+    code = "import sys; from importlib.metadata import version\nfor m in sys.argv[1:]: print(version(m))"
+    found = run([python, "-c", code, "openai", "httpx"], check=False)
+    if found.returncode != 0:
+        raise BenchError(f"{python} has no openai or httpx: use .venv/bin/python\n{found.stderr[-2000:]}")
+    versions = dict(zip(("openai", "httpx"), found.stdout.split(), strict=True))
     result: dict = {"versions": versions}
 
     with fake_gateway() as gateway:
@@ -634,6 +750,7 @@ def bench_python(templates: Templates, work: Path, reps: dict, warmup: dict) -> 
     chat["ratio_exit"] = ratios([v[1] for v in samples["sdk-cli"]], [v[1] for v in samples["bare-httpx"]])
     result["chat"] = chat
 
+    log("python: import times")
     modules = [(f"{PACKAGE}.client", None), (f"{PACKAGE}.cli", None), ("httpx", None), ("openai", None)]
     imports = interleaved(modules, reps["python_import"], warmup["python_import"],
                           lambda variant, _r: import_seconds(python, variant[0], project, env_base))
@@ -670,11 +787,14 @@ def sync_once(api, project: Path, env: dict) -> dict:
 def bench_sync(templates: Templates, work: Path) -> dict:
     fake_api = load_module(ROOT / "tests" / "fake_cloudflare_api.py", "bench_fake_cloudflare_api")
     result = {}
-    for environments in (["production"], ["development", "staging", "production"]):
-        project = work / f"sync-{len(environments)}"
-        copier_copy(templates.ours, project,
-                    {**COMMON_DATA, "language": "python-app", "environments": json.dumps(environments)},
-                    ref="v1")
+    for environments in (DEFAULT_ENVIRONMENTS, ["development", "staging", "production"]):
+        data = {**COMMON_DATA, "language": "python-app"}
+        if environments != DEFAULT_ENVIRONMENTS:  # the default's render is the python-app one
+            data["environments"] = json.dumps(environments)
+        project = templates.render_v1(templates.ours, data, work / f"sync-{len(environments)}")
+        answers = (project / ".copier-answers.yml").read_text()
+        if "".join(f"\n- {e}" for e in environments) not in answers:
+            raise BenchError(f"the project for {environments} has other environments:\n{answers}")
         with fake_api.FakeCloudflareAPI() as api:
             env = clean_env(CLOUDFLARE_API_BASE_URL=api.base_url, CLOUDFLARE_API_TOKEN=api.token,
                             AI_GATEWAY_TIMEOUT="10")
@@ -811,7 +931,8 @@ def table(results: dict) -> str:
                     f"{plain['kib']:.1f} KiB / gzip {plain['gzip_kib']:.1f} KiB | "
                     f"**{ratio['kib']:.1f}×** / gzip **{ratio['gzip_kib']:.1f}×** |")
         sm, pm = sdk["minified"], plain["minified"]
-        rows.append(f"| same, `--minify` | {sm['kib']:.1f} KiB / gzip {sm['gzip_kib']:.1f} KiB | "
+        same = " (wrangler.toml minifies already: the same build)" if sdk.get("config_minifies") else ""
+        rows.append(f"| same, `--minify`{same} | {sm['kib']:.1f} KiB / gzip {sm['gzip_kib']:.1f} KiB | "
                     f"{pm['kib']:.1f} KiB / gzip {pm['gzip_kib']:.1f} KiB | "
                     f"{sm['kib'] / pm['kib']:.1f}× / gzip {sm['gzip_kib'] / pm['gzip_kib']:.1f}× |")
         prof = worker["startup_profile"]
@@ -888,7 +1009,7 @@ def main(argv: list[str] | None = None) -> int:
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                         "python": platform.python_version()},
-            "copier": run([copier_python(), "-m", "copier", "--version"]).stdout.strip().split()[-1],
+            "copier": copier_version(),
             "template_commit": git("rev-parse", "--short", "HEAD", cwd=ROOT),
             "template_dirty": bool(git("status", "--porcelain", cwd=ROOT)),
             "sections": list(sections),
@@ -897,6 +1018,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log(f"scratch directory {work}")
         templates = Templates(work)
+        log("template repositories made")
         if "copy" in sections:
             log(f"copy: {reps['copy']} interleaved rounds (+{warmup['copy']} warm-up)")
             results["copy"] = bench_copy(templates, work, reps["copy"], warmup["copy"])
@@ -914,6 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
         if "green" in sections:
             log(f"green: {reps['green']} interleaved rounds of copy + install + tests, 3 variants")
             results["green"] = bench_green(templates, work, reps["green"], warmup["green"])
+        log("done")
     finally:
         if args.keep:
             log(f"kept {work}")
