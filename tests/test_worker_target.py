@@ -1,15 +1,19 @@
 """The typescript-worker target, checked by Cloudflare's own toolchain.
 
-Each variant (VARIANTS, in worker_toolchain.py) is rendered once, then for real: `npm install`, `npm run typecheck`,
+Each variant (VARIANTS, in worker_toolchain.py: unified-billing, request-headers-open,
+all-request-headers, all-byok) is rendered once, then for real: `npm install`, `npm run typecheck`,
 `npm test` (vitest inside workerd), `wrangler types --check` and `wrangler deploy --dry-run`
-(per environment too), `npm run lint` (Biome) and `npm ci`; its wrangler.toml (or wrangler.jsonc)
-is validated against wrangler's own JSON schema.
+(per environment too, for all-byok), `npm run lint` (Biome); its wrangler.toml (or
+wrangler.jsonc) is validated against wrangler's own JSON schema. For CI_VARIANT
+(unified-billing) the rendered ci.yml runs lint, typecheck, types check, vitest, dry-run deploy
+and `npm ci` instead, with the same assertions (tests/test_workflows.py): each runs once per variant.
 Needs Node >= 22.12: without it these tests fail (never skip) with a message that says how to
 get it. Measured numbers land in .cache/worker-metrics.json.
 """
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 import tomllib
@@ -20,16 +24,22 @@ from conftest import ACCOUNT_ID, render, rendered_files
 from worker_toolchain import (  # the fixtures rendered, npm_env, worker_project: see conftest
     ALL_ENVIRONMENTS,
     ALL_PROVIDERS,
+    CI_VARIANT,
     METRICS,
     ODD_DESCRIPTION,
     RENDERED,
     REPO,
+    TOOLCHAIN_VARIANTS,
     VARIANTS,
+    VITEST,
+    WRANGLER,
     FakeGateway,
     WranglerDev,
+    check_dry_run,
+    check_lint,
+    check_vitest,
     plain,
     run,
-    upload_size,
     vitest_counts,
 )
 
@@ -120,7 +130,7 @@ def test_package_json(rendered):
         ("request-headers-open", ["OPENAI_API_KEY", "SERVICE_API_KEY"]),
         ("all-request-headers",
          ["CF_AIG_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "SERVICE_API_KEY"]),
-        ("all-byok", ["CF_AIG_TOKEN", "SERVICE_API_KEY"]),  # the unified API (/chat/compat) needs the token
+        ("all-byok", ["CF_AIG_TOKEN"]),  # caller_auth=none; the unified API (/chat/compat) needs the token
     ],
 )
 def test_secrets(rendered, name, secrets):
@@ -234,8 +244,9 @@ def test_environments_without_production(rendered):
 @pytest.mark.parametrize("name", ["byok", "all-byok"])
 def test_wrangler_jsonc_says_what_wrangler_toml_says(rendered, name):
     """wrangler_config=jsonc renders wrangler.jsonc (and no wrangler.toml) with the same content."""
-    answers = {**VARIANTS[name], "wrangler_config": "jsonc"}
-    jsonc = rendered(f"{name}-jsonc", **answers)
+    answers = RENDERED[name]
+    assert answers["wrangler_config"] == "jsonc"
+    jsonc = rendered(name)
     toml = rendered(f"{name}-toml", **{**answers, "wrangler_config": "toml"})
     assert (jsonc / "wrangler.jsonc").is_file() and not (jsonc / "wrangler.toml").exists()
     assert (toml / "wrangler.toml").is_file() and not (toml / "wrangler.jsonc").exists()
@@ -276,22 +287,25 @@ def test_wrangler_toml_matches_wranglers_schema(worker_project, name):
     assert list(validator.iter_errors({**config, "ai": {"binding": "AI", "gateway": [{"id": "x"}]}}))
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", TOOLCHAIN_VARIANTS)  # CI_VARIANT: its ci.yml's `npm run lint`
 def test_lint_clean_as_rendered(worker_project, name):
     project = worker_project(name)
     # What `npm run lint` runs, without npm's start-up.
     assert json.loads((project.path / "package.json").read_text())["scripts"]["lint"] == "biome check ."
-    result = project.run("node_modules/.bin/biome", "check", ".").check()
-    assert "No fixes applied" in plain(result.output), result.output
+    check_lint(project.run("node_modules/.bin/biome", "check", ".").check().output)
 
 
+@pytest.mark.xdist_group(f"test_worker_target:{CI_VARIANT}")  # its npm install, once per run
 def test_an_old_node_fails_fast_with_one_clear_line(worker_project, tmp_path):
     """.npmrc engine-strict: npm refuses the project itself before installing anything when Node
     is older than "engines" (shown with a requirement this Node cannot meet, in a copy)."""
-    project = worker_project("unified-billing")
+    project = worker_project(CI_VARIANT)
     copy = tmp_path / "old-node"
     copy.mkdir()
     shutil.copy2(project.path / ".npmrc", copy / ".npmrc")
+    # With the lock the first install wrote, as the owner's clone has it (npm then need not
+    # resolve the whole tree before it looks at the project's own engines).
+    shutil.copy2(project.path / "package-lock.json", copy / "package-lock.json")
     package = json.loads((project.path / "package.json").read_text())
     (copy / "package.json").write_text(json.dumps({**package, "engines": {"node": ">=99"}}))
     result = run(["npm", "install", "--dry-run", "--prefer-offline"], copy, project.env, timeout=120)
@@ -302,11 +316,12 @@ def test_an_old_node_fails_fast_with_one_clear_line(worker_project, tmp_path):
     assert not (copy / "node_modules").exists()
 
 
+@pytest.mark.xdist_group(f"test_worker_target:{CI_VARIANT}")  # its npm install, once per run
 def test_plain_fetch_benchmark_worker_is_the_rendered_worker_with_one_module_swapped(worker_project, tmp_path):
     """benchmarks/fixtures/plain_fetch_worker replaces src/openai-compatible.ts only, as
     benchmarks/run.py lays it over the rendered Worker: the rendered suite must pass on it, so the
     yardstick keeps the rendered routes, contract and errors (and cannot drift from them)."""
-    project = worker_project("unified-billing")
+    project = worker_project(CI_VARIANT)
     plain_worker = tmp_path / "plain-fetch"
     shutil.copytree(project.path, plain_worker, symlinks=True,
                     ignore=shutil.ignore_patterns("node_modules", "dist*", ".wrangler"))
@@ -315,52 +330,47 @@ def test_plain_fetch_benchmark_worker_is_the_rendered_worker_with_one_module_swa
     assert sorted(p.name for p in fixture.iterdir()) == ["openai-compatible.ts"]
     shutil.copy2(fixture / "openai-compatible.ts", plain_worker / "src/openai-compatible.ts")
     assert 'from "openai"' not in (plain_worker / "src/openai-compatible.ts").read_text()
-    result = run(["npx", "vitest", "run"], plain_worker, project.env)
+    result = run([VITEST, "run"], plain_worker, project.env)
     result.check()
     assert not vitest_counts(result.output).get("failed")
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", TOOLCHAIN_VARIANTS)  # CI_VARIANT: its ci.yml's typecheck and types steps
 def test_typecheck(worker_project, name):
     project = worker_project(name)
     # `npm install` ran cf-typegen (the prepare script): the types match wrangler.toml.
     assert (project.path / "worker-configuration.d.ts").is_file()
-    project.run("npx", "wrangler", "types", "--include-runtime=false", "--strict-vars=false", "--check").check()
+    project.run(WRANGLER, "types", "--include-runtime=false", "--strict-vars=false", "--check").check()
     result = project.run("npm", "run", "typecheck").check()
     METRICS[name]["typecheck s"] = round(result.seconds, 1)
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", TOOLCHAIN_VARIANTS)  # CI_VARIANT: its ci.yml's `npm test`
 def test_rendered_vitest_suite_passes_in_workerd(worker_project, name):
     project = worker_project(name)
     result = project.run("npm", "test").check()
-    counts = vitest_counts(result.output)
-    minimum = 35 if "providers" in VARIANTS[name] else 25
-    assert counts.get("passed", 0) >= minimum and not counts.get("failed") and not counts.get("skipped"), counts
-    METRICS[name]["npm test s"] = round(result.seconds, 1)
-    METRICS[name]["vitest tests"] = counts["passed"]
+    check_vitest(name, result.output, result.seconds)
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", TOOLCHAIN_VARIANTS)  # CI_VARIANT: its ci.yml's dry-run deploy
 def test_dry_run_deploy(worker_project, name):
     project = worker_project(name)
-    result = project.run("npx", "wrangler", "deploy", "--dry-run", "--outdir", "dist").check()
-    out = plain(result.output)
-    assert "--dry-run: exiting now." in out
-    assert (project.path / "dist/index.js").stat().st_size > 0
-    assert 'env.AI_GATEWAY_ID ("demo-gw")' in out
-    assert ("Multiple environments" in out) is (name in MULTI_ENV)
-    kib, gzip_kib = upload_size(out)
-    METRICS[name]["bundle KiB"], METRICS[name]["gzip KiB"] = kib, gzip_kib
-    assert gzip_kib < 1024  # far below the 3 MiB (free plan) Worker size limit
+    result = project.run(WRANGLER, "deploy", "--dry-run", "--outdir", "dist").check()
+    check_dry_run(name, project.path, result.output)
 
 
-@pytest.mark.parametrize("name", MULTI_ENV)
+# The [env.*] sections have one shape in every multi-environment variant (their names, vars
+# and secrets are checked on the render: test_environments, test_secrets; wrangler's schema
+# and its top-level dry run read them in each): one variant's dry runs per environment show
+# that wrangler deploys that shape, a second variant's would repeat them. all-byok, the
+# wrangler.jsonc one, so the jsonc config gets each environment deployed as well.
+@pytest.mark.parametrize("name", ["all-byok"])
 @pytest.mark.parametrize("environment", ALL_ENVIRONMENTS)
 def test_dry_run_deploy_per_environment(worker_project, name, environment):
+    assert name in MULTI_ENV and VARIANTS[name]["wrangler_config"] == "jsonc"
     project = worker_project(name)
     result = project.run(
-        "npx", "wrangler", "deploy", "--dry-run", "--env", environment, "--outdir", f"dist-{environment}"
+        WRANGLER, "deploy", "--dry-run", "--env", environment, "--outdir", f"dist-{environment}"
     ).check()
     out = plain(result.output)
     gateway = "demo-gw" if environment == "production" else f"demo-gw-{environment}"
@@ -370,20 +380,27 @@ def test_dry_run_deploy_per_environment(worker_project, name, environment):
     assert (project.path / f"dist-{environment}/index.js").is_file()
 
 
+@pytest.mark.xdist_group(f"test_worker_target:{CI_VARIANT}")  # its npm install, once per run
 def test_rendered_tests_catch_a_leaked_authorization_header(worker_project):
-    """The rendered suite is not decorative: put the provider-key header back and it fails."""
-    project = worker_project("byok")
+    """The rendered suite is not decorative: put the provider-key header back and it fails.
+    Outside request-headers mode no provider key may leave the Worker (unified-billing: the
+    openai-only Worker, the lightest to load); the test that says so is in test/chat.test.ts,
+    so only that file runs."""
+    project = worker_project(CI_VARIANT)
+    assert VARIANTS[CI_VARIANT]["auth_mode"] != "request-headers"
     source = project.path / "src/openai-compatible.ts"
     original = source.read_text()
     assert "{ Authorization: null }" in original
     source.write_text(original.replace("{ Authorization: null }", "{}"))
     try:
-        result = project.run("npx", "vitest", "run", "test/chat.test.ts")
+        result = project.run(VITEST, "run", "test/chat.test.ts")
     finally:
         source.write_text(original)
     assert result.returncode != 0, result.output[-3000:]
     out = plain(result.output)
-    assert "never sends a provider key outside request-headers mode" in out
+    assert re.search(
+        r"FAIL +test/chat\.test\.ts > POST /chat > never sends a provider key outside request-headers mode\n", out
+    ), out[-3000:]
     assert vitest_counts(out).get("failed", 0) >= 1
 
 
@@ -391,9 +408,10 @@ def test_rendered_tests_catch_a_leaked_authorization_header(worker_project):
 def test_wrangler_dev_sends_the_exact_headers_over_real_http(worker_project, name, tmp_path):
     """`wrangler dev --local` (workerd, real sockets) against a loopback fake gateway: what each
     provider route really puts on the wire, per auth mode, and the hostile cases of the HTTP
-    contract (caller key, limits, a redirecting and a dripping gateway)."""
+    contract (caller key or none, limits, a redirecting and a dripping gateway)."""
     project = worker_project(name)
     request_headers = VARIANTS[name]["auth_mode"] == "request-headers"
+    api_key = VARIANTS[name].get("caller_auth", "api-key") == "api-key"  # all-byok: caller_auth=none
     (project.path / ".dev.vars").write_text(
         "CF_AIG_TOKEN=tok-gw\nOPENAI_API_KEY=sk-openai\nANTHROPIC_API_KEY=sk-ant\nGOOGLE_API_KEY=g-key\n"
         "SERVICE_API_KEY=svc-key\n"
@@ -411,20 +429,28 @@ def test_wrangler_dev_sends_the_exact_headers_over_real_http(worker_project, nam
         with WranglerDev(project.path, project.env, extra, tmp_path / "wrangler-dev.log") as dev:
             # Refused before anything goes upstream.
             refused = {
-                "no key": dev.post("/chat", {"prompt": "ping"}),
-                "wrong key": dev.post("/chat", {"prompt": "ping"}, {"authorization": "Bearer svc-kez"}),
                 "constructor": dev.post("/chat/constructor", {"prompt": "ping"}, caller),
                 "2 MiB": dev.post("/chat", {"prompt": "x" * (2 * 1024 * 1024)}, caller),
                 "text/plain": dev.post("/chat", {"prompt": "ping"}, {**caller, "content-type": "text/plain"}),
             }
-            unauthorized = dev.request("POST", "/chat", b'{"prompt": "ping"}', {"content-type": "application/json"})
+            if api_key:
+                refused["no key"] = dev.post("/chat", {"prompt": "ping"})
+                refused["wrong key"] = dev.post("/chat", {"prompt": "ping"}, {"authorization": "Bearer svc-kez"})
+                unauthorized = dev.request(
+                    "POST", "/chat", b'{"prompt": "ping"}', {"content-type": "application/json"})
             get_constructor = dev.request("GET", "/chat/constructor", None, caller)
             assert not gateway.requests, gateway.requests
+            if not api_key:  # caller_auth=none: answered with no key or any key (never sent on)
+                keyless = {
+                    "no key": dev.post("/chat", {"prompt": "ping"}),
+                    "wrong key": dev.post("/chat", {"prompt": "ping"}, {"authorization": "Bearer svc-kez"}),
+                }
+            before = len(gateway.requests)
             answers = {
                 route: dev.post(route, {"prompt": "ping"}, caller)
                 for route in ["/chat", "/chat/anthropic", "/chat/google-ai-studio", "/chat/compat"]
             }
-            seen = {r["path"]: r["headers"] for r in gateway.requests}
+            seen = {r["path"]: r["headers"] for r in gateway.requests[before:]}
             before = len(gateway.requests)
             redirected = dev.post("/chat", {"prompt": "redirect"}, caller)
             after_redirect = gateway.requests[before:]
@@ -432,15 +458,19 @@ def test_wrangler_dev_sends_the_exact_headers_over_real_http(worker_project, nam
             dripped = dev.post("/chat", {"prompt": "drip"}, caller)
             drip_seconds = time.monotonic() - started
     assert {k: v[0] for k, v in refused.items()} == {
-        "no key": 401, "wrong key": 401, "constructor": 404, "2 MiB": 413, "text/plain": 415,
+        "constructor": 404, "2 MiB": 413, "text/plain": 415, **({"no key": 401, "wrong key": 401} if api_key else {}),
     }, refused
-    assert refused["no key"][1] == {"error": "send Authorization: Bearer <SERVICE_API_KEY>"}
-    assert unauthorized[1]["www-authenticate"] == "Bearer"
+    if api_key:
+        assert refused["no key"][1] == {"error": "send Authorization: Bearer <SERVICE_API_KEY>"}
+        assert unauthorized[1]["www-authenticate"] == "Bearer"
+    else:
+        for case, (status, body) in keyless.items():
+            assert status == 200 and body["reply"] == "pong", (case, status, body)
     assert get_constructor[0] == 404
     for route, (status, body) in answers.items():
         assert status == 200 and body["reply"] == "pong", (route, status, body)
-    # The caller's key never travels upstream, in any header.
-    assert not [r for r in gateway.requests if "svc-key" in json.dumps(r["headers"])]
+    # The caller's key (right or wrong) never travels upstream, in any header.
+    assert not [r for r in gateway.requests if "svc-ke" in json.dumps(r["headers"])]
     # A redirect is answered 502 naming it, and the token went out once: never to the Location.
     location = f"{base}/elsewhere/v1/{ACCOUNT_ID}/demo-gw/openai/chat/completions"
     assert redirected == (502, {

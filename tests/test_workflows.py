@@ -6,7 +6,9 @@ audits with no finding, and say what it runs: the commands the issue asks for, a
 pinned to full commit SHAs, least-privilege permissions, no persisted credentials.
 Their shell steps run for real: each target's ci.yml, verbatim, on a fresh render after the
 owner's first install (npm install / uv sync, committed), and gateway.yml's against the
-loopback Cloudflare API.
+loopback Cloudflare API. The Worker's ci.yml runs on the CI_VARIANT Worker of
+tests/test_worker_target.py, and its steps are that variant's lint, typecheck, types, vitest
+and dry-run checks, asserted as tests/test_worker_target.py asserts them for the other variants.
 """
 from __future__ import annotations
 
@@ -20,9 +22,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ACCOUNT_ID, TEMPLATE_ROOT, render
 from fake_cloudflare_api import GATEWAYS, LIST, TOKEN, FakeCloudflareAPI
+from worker_toolchain import (
+    CI_VARIANT,
+    METRICS,
+    Result,
+    check_dry_run,
+    check_lint,
+    check_vitest,
+    run,
+)
 
 BIN = Path(sys.executable).parent
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
@@ -233,36 +243,47 @@ def test_worker_deploy_secrets_are_the_computed_required_secrets(projects):
 
 # ---- ci.yml, run for real: every `run:` step as written, in order --------------------------
 
-def run_ci(project: Path, env: dict[str, str]) -> list[str]:
-    """Run ci.yml's shell steps like GitHub's bash shell; the setup actions are ``env``."""
-    done = []
+def run_ci(project: Path, env: dict[str, str]) -> dict[str, Result]:
+    """Run ci.yml's shell steps like GitHub's bash shell; the setup actions are ``env``.
+    Each step's script -> what it did (stderr merged into stdout), in the order they ran."""
+    done = {}
     for step in steps(load(project / ".github/workflows/ci.yml")):
         if "run" not in step:
             continue
-        result = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-            cwd=project, env=env, capture_output=True, text=True, timeout=900,
-            stdin=subprocess.DEVNULL,
-        )
+        result = run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                     project, env, timeout=900)
         assert result.returncode == 0, (
-            f"ci.yml step {step['run']!r} exited {result.returncode}:\n"
-            f"{(result.stdout + result.stderr)[-5000:]}")
-        done.append(step["run"])
+            f"ci.yml step {step['run']!r} exited {result.returncode}:\n{result.output[-5000:]}")
+        done[step["run"]] = result
     return done
 
 
-@pytest.mark.xdist_group("test_worker_target:unified-billing")  # its npm install, once per run
+@pytest.mark.xdist_group(f"test_worker_target:{CI_VARIANT}")  # its npm install, once per run
 def test_worker_ci_steps_pass_on_the_rendered_worker(worker_project):
     """The owner's first day: npm install, commit everything, push; CI runs ci.yml (its
-    `npm ci` reinstalls from the package-lock.json the first install wrote)."""
+    `npm ci` reinstalls from the package-lock.json the first install wrote). Its steps are this
+    variant's lint, typecheck, types check, vitest and dry-run deploy: test_worker_target.py
+    runs them for the other variants only, and here they must show what they show there."""
     from template_repo import git, init_project
 
-    project = worker_project("unified-billing")  # rendered and `npm install`-ed once per run
+    project = worker_project(CI_VARIANT)  # rendered and `npm install`-ed once per run
+    # `npm install` ran cf-typegen (the prepare script): the types are committed with the lock.
+    assert (project.path / "worker-configuration.d.ts").is_file()
     init_project(project.path, "first install: package-lock.json, worker-configuration.d.ts")
     env = project.env  # actions/setup-node: Node 22 and npm on PATH
 
-    assert len(run_ci(project.path, env)) == 6
+    done = run_ci(project.path, env)
+    assert len(done) == 6
     assert (project.path / "node_modules/wrangler/package.json").is_file()
+    # The steps, by what they run (test_worker_ci_runs_every_check_and_a_dry_run_deploy pins the
+    # exact list): the same checks as test_worker_target.py's per-variant tests.
+    scripts = json.loads((project.path / "package.json").read_text())["scripts"]
+    assert scripts["lint"] == "biome check ." and scripts["typecheck"] == "tsc --noEmit"
+    assert scripts["test"] == "vitest run"
+    check_lint(done["npm run lint"].output)  # test_lint_clean_as_rendered
+    METRICS.setdefault(CI_VARIANT, {})["typecheck s"] = round(done["npm run typecheck"].seconds, 1)
+    check_vitest(CI_VARIANT, done["npm test"].output, done["npm test"].seconds)
+    check_dry_run(CI_VARIANT, project.path, done["npx wrangler deploy --dry-run --outdir dist"].output)
 
     # A wrangler.toml change without regenerated types fails the types step.
     wrangler = project.path / "wrangler.toml"
@@ -297,7 +318,7 @@ def test_python_ci_steps_pass_on_the_rendered_app(tmp_path):
     assert (project / "uv.lock").is_file()
     init_project(project, "first uv sync: uv.lock")
 
-    assert run_ci(project, env)[-1] == "uv run hadolint Dockerfile"
+    assert list(run_ci(project, env))[-1] == "uv run hadolint Dockerfile"
 
 
 # ---- gateway.yml: its steps, run for real ----------------------------------------------

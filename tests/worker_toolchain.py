@@ -27,18 +27,35 @@ ODD_DESCRIPTION = 'Says "hi" \\ to ünïcode ✓ </script>'
 # name -> answers of the variants built for real (npm install, typecheck, vitest, lint, dry-run
 # deploy): every auth mode and both caller_auth and wrangler_config choices; an open gateway
 # without an answered account; every provider with three environments, in request-headers mode
-# (keys on the wire) and byok (none). One code shape each: openai-only request-headers is the
-# all-request-headers shape minus providers, so it is rendered (RENDERED) but not built.
+# (keys on the wire, wrangler.toml, caller_auth=api-key) and byok (no key, wrangler.jsonc,
+# caller_auth=none). One code shape each: openai-only request-headers is the
+# all-request-headers shape minus providers, and openai-only byok the all-byok shape minus
+# providers and environments, so those two are rendered (RENDERED) but not built.
 VARIANTS: dict[str, dict] = {
     "unified-billing": {"auth_mode": "unified-billing", "description": ODD_DESCRIPTION},
-    "byok": {"auth_mode": "byok", "caller_auth": "none", "wrangler_config": "jsonc"},
     "request-headers-open": {"auth_mode": "request-headers", "gateway_authentication": False, "account_id": ""},
     "all-request-headers": {"auth_mode": "request-headers", "providers": ALL_PROVIDERS, "environments": ALL_ENVIRONMENTS},
-    "all-byok": {"auth_mode": "byok", "providers": ALL_PROVIDERS, "environments": ALL_ENVIRONMENTS, "account_id": ""},
+    "all-byok": {"auth_mode": "byok", "providers": ALL_PROVIDERS, "environments": ALL_ENVIRONMENTS, "account_id": "",
+                 "caller_auth": "none", "wrangler_config": "jsonc"},
 }
-RENDERED: dict[str, dict] = {**VARIANTS, "request-headers": {"auth_mode": "request-headers"}}
+RENDERED: dict[str, dict] = {
+    **VARIANTS,
+    "request-headers": {"auth_mode": "request-headers"},
+    "byok": {"auth_mode": "byok", "caller_auth": "none", "wrangler_config": "jsonc"},
+}
+# The variant whose lint, typecheck, types check, vitest run and dry-run deploy run through its
+# rendered ci.yml (tests/test_workflows.py, test_worker_ci_steps_pass_on_the_rendered_worker),
+# with the same assertions as test_worker_target.py's per-variant tests, which run them for the
+# other variants (TOOLCHAIN_VARIANTS): each check runs once per variant.
+CI_VARIANT = "unified-billing"
+TOOLCHAIN_VARIANTS = [name for name in VARIANTS if name != CI_VARIANT]
 # Numbers measured while building the variants, written to .cache/worker-metrics.json.
 METRICS: dict[str, dict] = {}
+
+# What `npx wrangler` / `npx vitest` run in a project, without npx's start-up (~0.3 CPU-s a
+# call). ci.yml's own steps (tests/test_workflows.py) still go through npx and npm.
+WRANGLER = "node_modules/.bin/wrangler"
+VITEST = "node_modules/.bin/vitest"
 
 NODE22_CACHE = REPO / ".cache" / "node22"
 HOW_TO_GET_NODE22 = (
@@ -108,12 +125,43 @@ def vitest_counts(output: str) -> dict[str, int]:
     return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|todo)", line)}
 
 
+# What a variant's toolchain steps must show, whether test_worker_target.py runs them
+# (TOOLCHAIN_VARIANTS) or the variant's rendered ci.yml does (CI_VARIANT, test_workflows.py).
+
+
+def check_lint(output: str) -> None:
+    """`biome check .` (`npm run lint`) found nothing to fix."""
+    assert "No fixes applied" in plain(output), output
+
+
+def check_vitest(name: str, output: str, seconds: float) -> None:
+    """`npm test`: the rendered suite passed in workerd, all of it, none skipped."""
+    counts = vitest_counts(output)
+    minimum = 35 if "providers" in VARIANTS[name] else 25
+    assert counts.get("passed", 0) >= minimum and not counts.get("failed") and not counts.get("skipped"), counts
+    METRICS.setdefault(name, {})["npm test s"] = round(seconds, 1)
+    METRICS[name]["vitest tests"] = counts["passed"]
+
+
+def check_dry_run(name: str, project: Path, output: str) -> None:
+    """`wrangler deploy --dry-run --outdir dist` at the config's top level: bundled, the
+    production gateway, the multi-environment warning exactly when there are environments."""
+    out = plain(output)
+    assert "--dry-run: exiting now." in out
+    assert (project / "dist/index.js").stat().st_size > 0
+    assert 'env.AI_GATEWAY_ID ("demo-gw")' in out
+    assert ("Multiple environments" in out) is (len(VARIANTS[name].get("environments", [])) > 1)
+    kib, gzip_kib = upload_size(out)
+    METRICS.setdefault(name, {})["bundle KiB"], METRICS[name]["gzip KiB"] = kib, gzip_kib
+    assert gzip_kib < 1024  # far below the 3 MiB (free plan) Worker size limit
+
+
 class WranglerDev:
     """`wrangler dev --local` in its own process group, stopped (that group only) on exit."""
 
     def __init__(self, cwd: Path, env: dict[str, str], extra: list[str], log: Path):
         self.port = free_port()
-        self.args = ["npx", "wrangler", "dev", "--local", "--ip", "127.0.0.1", "--port", str(self.port),
+        self.args = [WRANGLER, "dev", "--local", "--ip", "127.0.0.1", "--port", str(self.port),
                      "--inspector-port", str(free_port()), *extra]
         self.cwd, self.env, self.log = cwd, env, log
 
@@ -135,7 +183,7 @@ class WranglerDev:
                     if res.status == 200:
                         return self
             except OSError:
-                time.sleep(0.5)
+                time.sleep(0.1)
         self.__exit__()
         raise AssertionError(f"wrangler dev did not come up:\n{self.log.read_text()[-3000:]}")
 
@@ -217,6 +265,12 @@ class Project:
         return run(list(args), self.path, self.env, timeout)
 
 
+def dependencies(project: Path) -> set[tuple[str, str]]:
+    """``(name, range)`` of every dependency and devDependency in the project's package.json."""
+    package = json.loads((project / "package.json").read_text())
+    return {*package.get("dependencies", {}).items(), *package.get("devDependencies", {}).items()}
+
+
 @pytest.fixture(scope="session")
 def worker_project(rendered, npm_env):
     """``worker_project(name)``: the variant rendered and ``npm install``-ed (once per session)."""
@@ -228,8 +282,11 @@ def worker_project(rendered, npm_env):
             if projects:
                 # Seed node_modules with hard links to a sibling's (seconds, not a full install);
                 # `npm install` then adds, removes or keeps packages to match this package.json.
-                seed = next(iter(projects.values())).path / "node_modules"
-                shutil.copytree(seed, project.path / "node_modules", symlinks=True, copy_function=os.link)
+                # The sibling with the most dependencies in common: the fewest left to add.
+                wanted = dependencies(project.path)
+                sibling = max(projects.values(), key=lambda p: len(wanted & dependencies(p.path)))
+                shutil.copytree(sibling.path / "node_modules", project.path / "node_modules", symlinks=True,
+                                copy_function=os.link)
             install = project.run("npm", "install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error")
             install.check()
             METRICS.setdefault(name, {})["npm install s"] = round(install.seconds, 1)
