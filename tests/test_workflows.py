@@ -306,19 +306,63 @@ def test_worker_ci_steps_pass_on_the_rendered_worker(worker_project):
 
 
 def test_python_ci_steps_pass_on_the_rendered_app(tmp_path):
-    """The owner's first day: uv sync writes uv.lock, commit everything; CI runs ci.yml."""
+    """The owner's first day, the README's quick start with uv for real: uv sync writes
+    uv.lock, commit everything; CI runs ci.yml (uv sync --locked, ruff check, ruff format
+    --check, the project's own tests, hadolint); the README's `uv run` commands work, and so do
+    the Dockerfile's two install steps. This is also tests/test_python_target.py's default
+    project: its suite passes here and its Dockerfile is checked here."""
+    import shutil
+
     from template_repo import init_project
+    from test_python_target import clean_env
 
     project = render(tmp_path / "app", language="python-app")
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
+    # The app's variables never come from the machine running the tests.
+    env = {k: v for k, v in clean_env().items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")}
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"  # astral-sh/setup-uv: uv on PATH
+    env["UV_CACHE_DIR"] = str(TEMPLATE_ROOT / ".cache/uv")
+    env["UV_PYTHON"] = shutil.which("python3") or sys.executable
     first = subprocess.run(["uv", "sync"], cwd=project, env=env, capture_output=True, text=True,
                            timeout=900)
     assert first.returncode == 0, first.stdout + first.stderr
     assert (project / "uv.lock").is_file()
     init_project(project, "first uv sync: uv.lock")
 
-    assert list(run_ci(project, env))[-1] == "uv run hadolint Dockerfile"
+    done = run_ci(project, env)
+    assert list(done)[-1] == "uv run hadolint Dockerfile"  # default threshold: info
+    assert " passed" in done["uv run pytest"].output
+
+    # The README's run commands, against the locked environment.
+    for command in (["uv", "run", "--locked", "demo-svc", "--help"],
+                    ["uv", "run", "--locked", "python", "-m", "demo_svc", "serve", "--help"]):
+        result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True,
+                                timeout=300, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+
+    dockerfile = (project / "Dockerfile").read_text()
+    assert dockerfile.startswith("# The service image")
+    assert "\nFROM python:3.12-slim\n" in dockerfile
+    assert "\nUSER 10001\n" in dockerfile
+    assert "http://127.0.0.1:8000/health" in dockerfile
+    assert dockerfile.rstrip().endswith(
+        'CMD ["/app/.venv/bin/python", "-m", "demo_svc", "serve", "--host", "0.0.0.0", '
+        '"--port", "8000"]'
+    )
+    # The Dockerfile's two install steps, into another environment: no dev tools there.
+    image_env = {**env, "UV_PROJECT_ENVIRONMENT": str(tmp_path / "image-venv")}
+    for step in ("uv sync --locked --no-dev --no-install-project",
+                 "uv sync --locked --no-dev --no-editable"):
+        assert f"\nRUN {step}\n" in dockerfile
+        result = subprocess.run(step.split(), cwd=project, env=image_env, capture_output=True,
+                                text=True, timeout=900, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, f"{step}: {result.stdout}{result.stderr}"
+    image_python = tmp_path / "image-venv/bin/python"
+    serve_help = subprocess.run([image_python, "-m", "demo_svc", "serve", "--help"], cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=60)
+    assert serve_help.returncode == 0, serve_help.stderr
+    assert subprocess.run([image_python, "-c", "import pytest"], cwd=tmp_path, env=env,
+                          capture_output=True, timeout=60).returncode != 0
 
 
 # ---- gateway.yml: its steps, run for real ----------------------------------------------
