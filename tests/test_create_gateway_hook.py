@@ -13,10 +13,24 @@ import pytest
 from copier import run_copy, run_update
 from plumbum import local
 
-from conftest import ACCOUNT_ID, BASE_ANSWERS, TEMPLATE_ROOT, render
+from conftest import ACCOUNT_ID, BASE_ANSWERS, TEMPLATE_ROOT
 from fake_cloudflare_api import GATEWAYS, LIST, SETTINGS, TOKEN, DrippingServer, FakeCloudflareAPI
+from template_repo import template_dir
 
 RETRY = "python3 scripts/ai_gateway.py sync"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A plain (non-git) copy of the working tree: Copier reads it as it is, no clone per copy."""
+    return template_dir(tmp_path_factory.mktemp("template") / "ai-gateway-starter")
+
+
+def render(template: Path, dst: Path, **answers) -> Path:
+    """``copier copy`` through Copier's API (the task runs as on the command line)."""
+    run_copy(str(template), str(dst), data={**BASE_ANSWERS, **answers}, defaults=True,
+             unsafe=True, quiet=True)
+    return dst
 
 
 @pytest.fixture
@@ -56,8 +70,8 @@ def output_of(capfd) -> str:
     return text
 
 
-def test_copy_creates_the_gateway(tmp_path, fake, api_env, capfd):
-    dst = render(tmp_path / "svc", create_gateway=True)
+def test_copy_creates_the_gateway(template, tmp_path, fake, api_env, capfd):
+    dst = render(template, tmp_path / "svc", create_gateway=True)
     assert fake.calls() == [LIST, ("POST", GATEWAYS)]
     assert fake.requests[1].body == {"id": "demo-gw", **SETTINGS}
     assert fake.requests[1].headers["Authorization"] == f"Bearer {TOKEN}"
@@ -76,8 +90,8 @@ def test_copy_creates_the_gateway(tmp_path, fake, api_env, capfd):
 
 
 @pytest.mark.parametrize("language", ["typescript-worker", "python-app"])
-def test_copy_with_three_environments_creates_three(tmp_path, fake, api_env, capfd, language):
-    dst = render(tmp_path / "svc", create_gateway=True, language=language,
+def test_copy_with_three_environments_creates_three(template, tmp_path, fake, api_env, capfd, language):
+    dst = render(template, tmp_path / "svc", create_gateway=True, language=language,
            environments=["development", "staging", "production"], cache_ttl=120,
            rate_limiting_technique="sliding", gateway_authentication=False,
            auth_mode="request-headers")
@@ -98,8 +112,8 @@ def test_copy_with_three_environments_creates_three(tmp_path, fake, api_env, cap
     assert ("npm run gateway:sync" in section) == (language == "typescript-worker")
 
 
-def test_a_byok_project_creates_a_byok_only_gateway(tmp_path, fake, api_env, capfd):
-    dst = render(tmp_path / "svc", create_gateway=True, auth_mode="byok")
+def test_a_byok_project_creates_a_byok_only_gateway(template, tmp_path, fake, api_env, capfd):
+    dst = render(template, tmp_path / "svc", create_gateway=True, auth_mode="byok")
     assert fake.calls() == [LIST, ("POST", GATEWAYS)]
     assert fake.requests[1].body == {"id": "demo-gw", **SETTINGS, "byok_only": True}
     toml = (dst / "ai-gateway.toml").read_text()
@@ -108,9 +122,9 @@ def test_a_byok_project_creates_a_byok_only_gateway(tmp_path, fake, api_env, cap
     output_of(capfd)
 
 
-def test_api_failure_keeps_the_project_and_says_how_to_retry(tmp_path, fake, api_env, capfd):
+def test_api_failure_keeps_the_project_and_says_how_to_retry(template, tmp_path, fake, api_env, capfd):
     fake.add_fault(method="POST", status=503, body="<html>down</html>", times=10)
-    dst = render(tmp_path / "svc", create_gateway=True)
+    dst = render(template, tmp_path / "svc", create_gateway=True)
     assert (dst / "ai-gateway.toml").is_file()
     assert (dst / ".copier-answers.yml").is_file()
     out = output_of(capfd)
@@ -129,9 +143,9 @@ def test_api_failure_keeps_the_project_and_says_how_to_retry(tmp_path, fake, api
     assert "demo-gw" in fake.gateways[ACCOUNT_ID]
 
 
-def test_no_token_explains_how_to_sync_later(tmp_path, fake, api_env, capfd):
+def test_no_token_explains_how_to_sync_later(template, tmp_path, fake, api_env, capfd):
     api_env(CLOUDFLARE_API_TOKEN=None)
-    dst = render(tmp_path / "svc", create_gateway=True)
+    dst = render(template, tmp_path / "svc", create_gateway=True)
     assert (dst / "ai-gateway.toml").is_file()
     assert fake.requests == []
     out = output_of(capfd)
@@ -149,7 +163,7 @@ HOOK = TEMPLATE_ROOT / "hooks" / "create_gateway.py"
 
 
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
+def rendered(template, tmp_path_factory):
     """A project rendered with the default create_gateway=false while a fake API and a token
     are in place: the render itself must not call the API."""
     with FakeCloudflareAPI() as api, pytest.MonkeyPatch.context() as mp, local.env():
@@ -157,7 +171,7 @@ def rendered(tmp_path_factory):
                            "CLOUDFLARE_API_BASE_URL": api.base_url}.items():
             mp.setenv(key, value)
             local.env[key] = value
-        dst = render(tmp_path_factory.mktemp("shared") / "svc")
+        dst = render(template, tmp_path_factory.mktemp("shared") / "svc")
         assert api.requests == []  # create_gateway=false: no task, no API call
     return dst
 
