@@ -6,9 +6,12 @@ worker (see ``xdist_groups``), and the heaviest groups start first.
 """
 from __future__ import annotations
 
+import atexit
 import inspect
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,16 +42,35 @@ BASE_ANSWERS = {
 }
 
 
+_plain_template: Path | None = None
+
+
+def plain_template() -> Path:
+    """This process's plain (non-git) copy of the working tree, uncommitted changes included.
+
+    Rendering from it skips the git clone of the working tree Copier makes for every copy
+    from a repository (about a third of a render's CPU). Tests about versions, ``_commit``
+    or ``copier update`` render from their own template releases (tests/template_repo.py).
+    """
+    global _plain_template
+    if _plain_template is None:
+        from template_repo import template_dir
+
+        root = Path(tempfile.mkdtemp(prefix="aig-template-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        _plain_template = template_dir(root / "ai-gateway-starter")
+    return _plain_template
+
+
 def render(dst: Path, **answers) -> Path:
-    """Render the template into ``dst`` non-interactively and return ``dst``."""
+    """Render the template (the working tree as it is) into ``dst``; return ``dst``."""
     data = {**BASE_ANSWERS, **answers}
     run_copy(
-        str(TEMPLATE_ROOT),
+        str(plain_template()),
         str(dst),
         data=data,
         defaults=True,
         unsafe=True,  # the template has a (copy-only, opt-in) task
-        vcs_ref="HEAD",  # HEAD plus uncommitted changes: never a stale tag
         quiet=True,
     )
     return dst
