@@ -20,7 +20,9 @@ def quick_start_commands() -> list[str]:
 def test_quick_start_has_the_render_and_the_test_command():
     render, test = quick_start_commands()
 
-    assert "copier copy --trust --defaults" in render
+    # The Copier this suite tests with (requirements-dev.txt), not whichever is newest.
+    pinned = re.search(r"^copier==(\S+)$", (TEMPLATE_ROOT / "requirements-dev.txt").read_text(), re.M)[1]
+    assert render.startswith(f"uvx copier@{pinned} copy --trust --defaults ")
     assert test == "python3 tools/run_tests.py"
     assert (TEMPLATE_ROOT / ".ci/run").read_text().rstrip().endswith(test)
 
@@ -49,7 +51,9 @@ def test_quick_start_as_written_gives_a_service_that_copier_update_updates(tmp_p
     template = template_clone(tmp_path / "ai-gateway-starter")
     service = tmp_path / "my-service"
 
-    rendered = run(["bash", "-c", render_command], template, timeout=900)
+    # uvx from this suite's environment (requirements-dev.txt installs uv), as on a user's PATH.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    rendered = run(["bash", "-c", render_command], template, env=env, timeout=900)
 
     assert rendered.returncode == 0, rendered.stdout + rendered.stderr
     assert (service / "src/my_service/client.py").is_file()
@@ -70,15 +74,15 @@ def test_quick_start_as_written_gives_a_service_that_copier_update_updates(tmp_p
     release(template, "0.2.0", edit)
 
     # --skip-tasks does not stand in for --trust on update (README "Updating" says so).
-    untrusted = run([str(template / ".venv/bin/copier"), "update", "--defaults",
-                     "--skip-answered", "--skip-tasks"], service, timeout=300)
+    copier = render_command.split(" copy ", 1)[0]  # the quick start's Copier: uvx copier@<version>
+    untrusted = run(["bash", "-c", f"{copier} update --defaults --skip-answered --skip-tasks"],
+                    service, env=env, timeout=300)
     assert untrusted.returncode == 4, untrusted.stdout + untrusted.stderr
     assert "--trust" in untrusted.stderr
     assert git(service, "status", "--porcelain") == ""
 
     update = rendered_update_command(service)
     assert update == "uvx copier update --trust --defaults --skip-answered"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     updated = run(["bash", "-c", update], service, env=env, timeout=600)
 
     assert updated.returncode == 0, updated.stdout + updated.stderr
