@@ -166,13 +166,7 @@ class FakeGateway:
                     return
                 if prompt == "fail":
                     token = self.headers.get("cf-aig-authorization", "")
-                    out = json.dumps({"error": {"message": f"upstream detail, sent with {token}"}}).encode()
-                    self.send_response(500)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(out)))
-                    self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
-                    self.end_headers()
-                    self.wfile.write(out)
+                    self.send_json(500, {"error": {"message": f"upstream detail, sent with {token}"}})
                     return
                 if (parsed or {}).get("stream") is True:
                     chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
@@ -203,8 +197,12 @@ class FakeGateway:
                     answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
                               "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"},
                                            "finish_reason": "stop"}]}
-                out = json.dumps(answer).encode()
-                self.send_response(200)
+                self.send_json(200, answer)
+
+            def send_json(self, status: int, payload: dict) -> None:
+                """A whole JSON answer, with the log id the gateway gives each request."""
+                out = json.dumps(payload).encode()
+                self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(out)))
                 self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
