@@ -6,6 +6,8 @@
   with the single interleaved ``template/`` folder) updates across the change with no
   conflict and comes out exactly as a fresh render of the new layout: no file lost, none
   stray.
+- A service rendered from the last release (``LAST_RELEASE``, 0.2.0) updates to the working
+  tree the same way: no conflict, and byte for byte a fresh render.
 - An update that switches ``language`` turns one target into the other, the same way.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ from template_repo import (
 
 SHARED = TEMPLATE_ROOT / "template" / "_shared"
 PRE_LAYOUT = "7ccc709"  # main before "Per-target folders" (template/ held both targets)
+LAST_RELEASE = "93c9b20"  # "CHANGELOG: 0.2.0", the release services are made from today
 UPDATE = ["update", "--trust", "--defaults", "--skip-answered"]
 _JINJA = re.compile(r"\{\{|\{%|\{#")
 _RAW = re.compile(r"\{% raw %\}.*?\{% endraw %\}", re.DOTALL)
@@ -68,14 +71,14 @@ def test_no_exclude_entry_names_a_target():
         assert "language" not in pattern and "/" not in pattern, pattern
 
 
-def _pre_layout_template(dst: Path) -> Path:
-    """A template repo tagged 0.1.0 at PRE_LAYOUT and 0.2.0 at the working tree."""
-    archive = subprocess.run(["git", "archive", PRE_LAYOUT], cwd=TEMPLATE_ROOT,
+def _two_release_template(dst: Path, old: str) -> Path:
+    """A template repo tagged 0.1.0 at commit ``old`` and 0.2.0 at the working tree."""
+    archive = subprocess.run(["git", "archive", old], cwd=TEMPLATE_ROOT,
                              capture_output=True, check=True).stdout
     dst.mkdir(parents=True)
     subprocess.run(["tar", "-x"], input=archive, cwd=dst, check=True)
     git(dst, "init", "-q")
-    commit_all(dst, "template before the per-target layout")
+    commit_all(dst, f"template at {old}")
     git(dst, "tag", "0.1.0")
     new = template_dir(dst.parent / "working-tree")
     for path in dst.iterdir():
@@ -90,7 +93,14 @@ def _pre_layout_template(dst: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def two_releases(tmp_path_factory) -> Path:
-    return _pre_layout_template(tmp_path_factory.mktemp("layout") / "ai-gateway-starter")
+    return _two_release_template(tmp_path_factory.mktemp("layout") / "ai-gateway-starter",
+                                 PRE_LAYOUT)
+
+
+@pytest.fixture(scope="module")
+def since_last_release(tmp_path_factory) -> Path:
+    return _two_release_template(tmp_path_factory.mktemp("release") / "ai-gateway-starter",
+                                 LAST_RELEASE)
 
 
 def _render(template: Path, dst: Path, ref: str, **answers) -> Path:
@@ -132,6 +142,19 @@ def test_service_from_before_the_layout_updates_across_it(two_releases, tmp_path
     assert "Callers must send Authorization: Bearer $SERVICE_API_KEY" in said
     assert ("npx wrangler secret put SERVICE_API_KEY" in said) is (language == "typescript-worker")
     assert "--data caller_auth=none" in said
+
+
+@pytest.mark.parametrize("language", ["python-app", "typescript-worker"])
+def test_service_from_the_last_release_updates_cleanly(since_last_release, tmp_path, language):
+    answers = {"language": language, "providers": ["anthropic", "compat"]}
+    project = _render(since_last_release, tmp_path / "svc", "0.1.0", **answers)
+    init_project(project)
+
+    result = copier(*UPDATE, cwd=project)
+
+    assert result.returncode == 0, result.stderr
+    assert files_with_conflicts(project) == []
+    _same_project(project, _render(since_last_release, tmp_path / "fresh", "0.2.0", **answers))
 
 
 def test_update_can_switch_the_language(two_releases, tmp_path):
