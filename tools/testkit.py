@@ -121,7 +121,11 @@ class FakeGateway:
 
     Hostile on request: a last message "redirect" is answered 307 to another path of this
     server, "drip" with a JSON body one byte every half second (a gateway that never finishes),
-    "fail" with a 500 whose body echoes the gateway token (a service must never pass it on).
+    "fail" with a 500 whose body echoes the gateway token (a service must never pass it on),
+    "endless" with an answer that never ends (JSON, or with ``"stream": true`` OpenAI chunks of
+    1,000 characters each, as fast as the reader takes them; about 64 MB at most), "trickle" with a
+    stream of one chunk every 0.1 s for at most 60 s. ``open_answers`` counts the endless and
+    trickling answers being written right now, ``hung_up`` those whose reader went away first.
     A request with ``"stream": true`` is answered with OpenAI's chunks: "Hello", " there", usage.
     """
 
@@ -163,6 +167,9 @@ class FakeGateway:
                             time.sleep(0.5)
                     except OSError:
                         outer.dropped += 1  # the Worker hung up: what a deadline should do
+                    return
+                if prompt in ("endless", "trickle"):
+                    self.send_endless(prompt, (parsed or {}).get("stream") is True)
                     return
                 if prompt == "fail":
                     token = self.headers.get("cf-aig-authorization", "")
@@ -209,10 +216,47 @@ class FakeGateway:
                 self.end_headers()
                 self.wfile.write(out)
 
+            def send_endless(self, prompt: str, stream: bool) -> None:
+                """An answer that never ends (about 64 MB or 60 s at most): a bound or a hang-up must stop it."""
+                text = "x" * 1000
+                if stream:
+                    piece = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
+                             "choices": [{"index": 0, "delta": {"content": text}}]}
+                    head, chunk = b"", f"data: {json.dumps(piece)}\n\n".encode()
+                else:
+                    head = (b'{"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini", '
+                            b'"choices": [{"index": 0, "message": {"role": "assistant", "content": "')
+                    chunk = text.encode()
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream" if stream else "application/json")
+                self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
+                self.send_header("cf-aig-cache-status", "MISS")
+                self.end_headers()
+                self.close_connection = True
+                trickle = prompt == "trickle"
+                with outer.lock:
+                    outer.open_answers += 1
+                try:
+                    self.wfile.write(head)
+                    for _ in range(600 if trickle else 1024):
+                        self.wfile.write(chunk if trickle else chunk * 64)
+                        self.wfile.flush()
+                        if trickle:
+                            time.sleep(0.1)
+                except OSError:
+                    with outer.lock:
+                        outer.hung_up += 1
+                finally:
+                    with outer.lock:
+                        outer.open_answers -= 1
+
             def log_message(self, *args):
                 pass
 
         self.dropped = 0
+        self.open_answers = 0  # endless or trickling answers being written now
+        self.hung_up = 0  # endless or trickling answers whose reader went away before the end
+        self.lock = threading.Lock()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
