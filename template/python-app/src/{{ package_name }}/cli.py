@@ -1,9 +1,9 @@
 """Command line: ``chat "PROMPT"`` prints the model's reply; ``serve`` runs the HTTP service.
 
-Settings errors (a missing CF_AIG_TOKEN, say) end in one line on stderr and exit
-code 2, before any request is sent; gateway errors, and a call that outlives its
-deadline (``--timeout``, default REQUEST_TIMEOUT_SECONDS), end in one line and exit 1.
-Provider SDKs are imported only once a request is really going to be made.
+Settings errors (a missing CF_AIG_TOKEN, say) end in one line on stderr and exit code 2,
+before any request is sent; gateway errors (an answer over MAX_UPSTREAM_BYTES included), and
+a call that outlives its deadline (``--timeout``, default REQUEST_TIMEOUT_SECONDS), end in
+one line and exit 1.
 """
 
 from __future__ import annotations
@@ -12,39 +12,36 @@ import argparse
 import asyncio
 import json
 import sys
-from dataclasses import replace
 
-from .chat import UpstreamError, chat
-from .gateway_options import GatewayOptions
-from .providers import DEFAULT_PROVIDER, PROVIDERS
-from .settings import SettingsError, load_settings
+from .errors import UpstreamError
+from .gateway import GatewayOptions
+from .providers import DEFAULT_PROVIDER, PROVIDERS, Upstream
+from .settings import Settings, SettingsError, load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=__package__, description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    chat_command = commands.add_parser(
-        "chat", help="send one prompt through the gateway, print the reply"
-    )
-    chat_command.add_argument("prompt", help="what to ask")
-    chat_command.add_argument(
+    chat = commands.add_parser("chat", help="send one prompt through the gateway, print the reply")
+    chat.add_argument("prompt", help="what to ask")
+    chat.add_argument(
         "--provider",
         choices=list(PROVIDERS),
         default=DEFAULT_PROVIDER,
         help=f"provider (default {DEFAULT_PROVIDER})",
     )
-    chat_command.add_argument("--model", help="model (default: the provider's default model)")
-    chat_command.add_argument("--system", help="system message to send before the prompt")
-    chat_command.add_argument("--stream", action="store_true", help="print the reply as it arrives")
-    chat_command.add_argument("--event-id", help="cf-aig-event-id to send, to find it in logs")
-    chat_command.add_argument("--cache-ttl", type=int, help="cache this answer for N seconds")
-    chat_command.add_argument("--skip-cache", action="store_true", help="do not use the cache")
-    chat_command.add_argument(
+    chat.add_argument("--model", help="model (default: the provider's default model)")
+    chat.add_argument("--system", help="system message to send before the prompt")
+    chat.add_argument("--stream", action="store_true", help="print the reply as it arrives")
+    chat.add_argument("--event-id", help="cf-aig-event-id to send, to find it in logs")
+    chat.add_argument("--cache-ttl", type=int, help="cache this answer for N seconds")
+    chat.add_argument("--skip-cache", action="store_true", help="do not use the cache")
+    chat.add_argument(
         "--timeout",
         type=float,
         help="give up after this many seconds, all of the call (default REQUEST_TIMEOUT_SECONDS)",
     )
-    chat_command.add_argument(
+    chat.add_argument(
         "--json", action="store_true", help="print {reply, model, log_id, cache_status} as JSON"
     )
     serve = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
@@ -53,19 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def run_chat(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if args.timeout is not None:
-        settings = replace(settings, request_timeout=args.timeout)
+async def run_chat(args: argparse.Namespace, settings: Settings) -> int:
     messages = [{"role": "system", "content": args.system}] if args.system else []
     messages.append({"role": "user", "content": args.prompt})
     options = GatewayOptions(
         event_id=args.event_id, cache_ttl=args.cache_ttl, skip_cache=args.skip_cache
     )
     parts = []
-    async with asyncio.timeout(settings.request_timeout):
-        reply = await chat(
-            settings,
+    async with Upstream(settings) as upstream, asyncio.timeout(settings.request_timeout):
+        reply = await upstream.chat(
             messages,
             provider=args.provider,
             model=args.model,
@@ -92,7 +85,8 @@ async def run_chat(args: argparse.Namespace) -> int:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run(f"{__package__}.app:app", host=args.host, port=args.port)
+    # Each request logs one JSON line (request_log.py): no access log beside it.
+    uvicorn.run(f"{__package__}.app:app", host=args.host, port=args.port, access_log=False)
     return 0
 
 
@@ -101,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return serve(args)
     try:
-        return asyncio.run(run_chat(args))
+        settings = load_settings()
+        if args.timeout is not None:
+            settings = settings.model_copy(update={"request_timeout": args.timeout})
+        return asyncio.run(run_chat(args, settings))
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -109,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except TimeoutError:
-        seconds = args.timeout or load_settings().request_timeout
-        print(f"error: no answer from the gateway within {seconds:g} s", file=sys.stderr)
+        print(
+            f"error: no answer from the gateway within {settings.request_timeout:g} s",
+            file=sys.stderr,
+        )
         return 1
