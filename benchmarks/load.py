@@ -60,7 +60,7 @@ log, BenchError, clean_env = bench.log, bench.BenchError, bench.clean_env
 FIXTURES = BENCH / "fixtures"
 RESULTS = BENCH / "results"
 LITELLM_VENV = ROOT / ".cache" / "litellm-venv"
-ACCOUNT_ID, GATEWAY_ID, PACKAGE = bench.ACCOUNT_ID, bench.GATEWAY_ID, bench.PACKAGE
+ACCOUNT_ID, GATEWAY_ID = bench.ACCOUNT_ID, bench.GATEWAY_ID
 GATEWAY_TOKEN = "bench-gateway-token"
 SERVICE_KEY = "sk-bench-service-key"  # LiteLLM wants its master key to start with sk-
 PROMPT = "hi"
@@ -373,14 +373,24 @@ def uvicorn_cmd(python: str, app: str, port: int) -> list:
             "--no-access-log", "--log-level", "warning"]
 
 
-def python_target(name: str, gateway: Gateway, work: Path, project: Path | None) -> Target:
+def package_of(project: Path) -> str:
+    """The rendered python-app's package: the folder of src/ that holds app.py."""
+    return next(p.parent.name for p in (project / "src").glob("*/app.py"))
+
+
+def python_target(name: str, gateway: Gateway, work: Path, project: Path | None,
+                  profile: Path | None = None) -> Target:
     python = str(ROOT / ".venv" / "bin" / "python")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     sse_done = b"event: done"
     if name == "python":
-        return Target(name, f"rendered python-app ({PACKAGE})", f"{url}/chat", chat_bodies(False),
-                      {"json": b'"reply"', "sse": sse_done}, uvicorn_cmd(python, f"{PACKAGE}.app:app", port),
+        package = package_of(project)
+        cmd = uvicorn_cmd(python, f"{package}.app:app", port)
+        if profile:  # cProfile writes it when uvicorn exits (SIGTERM: a graceful shutdown)
+            cmd[1:1] = ["-m", "cProfile", "-o", str(profile)]
+        return Target(name, f"rendered python-app ({package})", f"{url}/chat", chat_bodies(False),
+                      {"json": b'"reply"', "sse": sse_done}, cmd,
                       project, python_env(gateway, PYTHONPATH=str(project / "src")), work / "python.log")
     if name == "relay":
         return Target(name, "FastAPI + httpx relay", f"{url}/chat", chat_bodies(False),
@@ -480,7 +490,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def run_levels(targets: list[Target], gateway: Gateway, levels: tuple, requests: dict, max_seconds: float,
-               modes: tuple = ("json", "sse")) -> dict:
+               warmup: int | None, modes: tuple = ("json", "sse")) -> dict:
     results: dict = {t.name: {} for t in targets}
     for i, concurrency in enumerate(levels):
         for mode in modes:
@@ -488,7 +498,7 @@ def run_levels(targets: list[Target], gateway: Gateway, levels: tuple, requests:
             for target in order:
                 n = requests[concurrency]
                 log(f"{target.name}: {mode} c={concurrency} x{n}")
-                m = measure(target, gateway, mode, concurrency, n, max_seconds)
+                m = measure(target, gateway, mode, concurrency, n, max_seconds, warmup=warmup)
                 results[target.name][f"{mode}_c{concurrency}"] = m
                 if m["failures"]:
                     log(f"  {m['failures']} failed, first: {m['first_failure']}")
@@ -531,11 +541,27 @@ def goals(results: dict) -> dict:
     return out
 
 
+def profile_summary(path: Path, top: int = 25) -> dict:
+    """The heaviest functions of a cProfile dump: by own time and by cumulative time."""
+    import pstats
+
+    stats = pstats.Stats(str(path))
+    total = stats.total_tt
+
+    def rows(key: int) -> list[dict]:
+        ranked = sorted(stats.stats.items(), key=lambda kv: -kv[1][key])[:top]
+        return [{"function": f"{Path(file).name}:{line}({name})", "calls": nc, "own_s": round(tt, 3),
+                 "cumulative_s": round(ct, 3), "cumulative_share": round(ct / total, 3) if total else None}
+                for (file, line, name), (_cc, nc, tt, ct, _callers) in ranked]
+
+    return {"total_s": round(total, 2), "by_own_time": rows(2), "by_cumulative_time": rows(3)}
+
+
 def pool_limits(project: Path | None) -> dict:
     """The rendered service's upstream pool limits (its documented defaults), if it has them."""
     if not project:
         return {}
-    text = "\n".join(p.read_text() for p in (project / "src" / PACKAGE).glob("*.py"))
+    text = "\n".join(p.read_text() for p in (project / "src" / package_of(project)).glob("*.py"))
     found = {}
     for setting, key, default in (("UPSTREAM_MAX_CONNECTIONS", "max_connections", 100),
                                   ("UPSTREAM_MAX_KEEPALIVE", "max_keepalive", 20)):
@@ -593,6 +619,11 @@ def report(results: dict) -> str:
         for name, f in flat.items():
             out.append(f"| {name} | " + " | ".join(fmt(s["rss_mb"]) for s in f["samples"])
                        + f" | {fmt(f.get('growth_mb'), '+.1f')} MB |")
+    prof = (py or {}).get("profile")
+    if prof:
+        out.append(f"\nService profile (cProfile, {prof['total_s']} s of CPU; top by cumulative time):")
+        out += [f"  {r['cumulative_share']:6.1%} {r['cumulative_s']:8.3f} s  own {r['own_s']:7.3f} s  "
+                f"{r['calls']:>8}  {r['function']}" for r in prof["by_cumulative_time"]]
     worker = results.get("worker")
     if worker:
         out.append("")
@@ -617,6 +648,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every request count")
     parser.add_argument("--max-seconds", type=float, help="cap per measurement (default 20 quick, 120 full)")
     parser.add_argument("--worktree", action="store_true", help="render the working tree, not HEAD")
+    parser.add_argument("--project", type=Path, help="a python-app already rendered (default answers, "
+                        f"caller_auth api-key, account id {ACCOUNT_ID}) instead of a render")
+    parser.add_argument("--profile", action="store_true", help="run the service under cProfile (its "
+                        "numbers are then not comparable) and report where its CPU went")
+    parser.add_argument("--warmup", type=int, help="warm-up requests per measurement (default 2 x c)")
     parser.add_argument("--json", type=Path, help="where to write the JSON (default benchmarks/results/)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
@@ -628,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     requests = {c: max(1, round(v[mode] * args.scale)) for c, v in REQUESTS.items()}
     max_seconds = args.max_seconds or MAX_SECONDS[mode]
     flat_total = max(2, round(FLAT["total"][mode] * args.scale))
-    flat_every = max(2 * FLAT["concurrency"] + 2, round(FLAT["every"][mode] * args.scale))
+    flat_every = max(2, round(FLAT["every"][mode] * args.scale))
     levels = {k: v for k, v in LEVELS.items()}
     if args.levels:
         chosen = tuple(int(c) for c in args.levels.split(","))
@@ -647,14 +683,15 @@ def main(argv: list[str] | None = None) -> int:
                     "loadavg_at_start": os.getloadavg()},
         "template_commit": bench.git("rev-parse", "--short", "HEAD", cwd=ROOT),
         "rendered_from": "working tree" if args.worktree else "HEAD",
-        "client": f"httpx {httpx.__version__}",
+        "client": "raw asyncio HTTP/1.1, keep-alive (see _drive)",
+        "profiled": args.profile,
     }}
     running: list[Target] = []
     gateway = Gateway(python, work / "gateway.log")
     try:
         log(f"scratch {work}; loopback gateway on {gateway.port}")
         need_python = {"flat", "python"} & set(sections)
-        project = render(work, "python-app", args.worktree) if need_python else None
+        project = args.project or (render(work, "python-app", args.worktree) if need_python else None)
         if need_python and "litellm" in targets and "python" in sections and not ensure_litellm():
             targets = tuple(t for t in targets if t != "litellm")
 
@@ -673,8 +710,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if "python" in sections:
             py_targets = []
+            profile = work / "python.prof" if args.profile else None
             for name in targets:
-                target = python_target(name, gateway, work, project)
+                target = python_target(name, gateway, work, project, profile if name == "python" else None)
                 log(f"starting {target.label}")
                 target.start()
                 running.append(target)
@@ -684,12 +722,13 @@ def main(argv: list[str] | None = None) -> int:
                              f"{gateway.url}/{ACCOUNT_ID}/{GATEWAY_ID}/openai/chat/completions",
                              chat_bodies(True), {"json": b'"pong"', "sse": b"data: [DONE]"}, [], work,
                              {}, work / "none.log")
-            levels_out = run_levels(py_targets, gateway, levels["python"], requests, max_seconds)
+            levels_out = run_levels(py_targets, gateway, levels["python"], requests, max_seconds, args.warmup)
             levels_out["ceiling"] = {}
             for concurrency in levels["python"]:
                 for m in ("json", "sse"):
                     levels_out["ceiling"][f"{m}_c{concurrency}"] = measure(
-                        ceiling, gateway, m, concurrency, requests[concurrency], max_seconds, pid=gateway.proc.pid)
+                        ceiling, gateway, m, concurrency, requests[concurrency], max_seconds, pid=gateway.proc.pid,
+                        warmup=args.warmup)
             labels["ceiling"] = ceiling.label
             results["python"] = {
                 "labels": labels,
@@ -703,6 +742,8 @@ def main(argv: list[str] | None = None) -> int:
             for target in py_targets:
                 target.stop()
                 running.remove(target)
+            if profile and profile.exists():
+                results["python"]["profile"] = profile_summary(profile)
 
         if "worker" in sections:
             w_targets = worker_targets(gateway, work, args.worktree)
@@ -710,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"starting {target.label} (wrangler dev --local)")
                 target.start()
                 running.append(target)
-            levels_out = run_levels(w_targets, gateway, levels["worker"], requests, max_seconds)
+            levels_out = run_levels(w_targets, gateway, levels["worker"], requests, max_seconds, args.warmup)
             results["worker"] = {
                 "labels": {t.name: t.label for t in w_targets},
                 "startup_seconds": {t.name: round(t.started_seconds, 2) for t in w_targets},
