@@ -156,6 +156,7 @@ class Target:
     env: dict
     log_path: Path
     startup_timeout: float = 120
+    stop_signal: int = signal.SIGTERM
     proc: subprocess.Popen | None = None
     started_seconds: float = 0.0
     headers: dict = field(default_factory=lambda: {"content-type": "application/json",
@@ -185,7 +186,7 @@ class Target:
         if not self.proc or self.proc.poll() is not None:
             return
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # its own process group (start_new_session)
+            os.killpg(self.proc.pid, self.stop_signal)  # its own process group (start_new_session)
             self.proc.wait(timeout=15)
         except ProcessLookupError:
             pass
@@ -387,11 +388,14 @@ def python_target(name: str, gateway: Gateway, work: Path, project: Path | None,
     if name == "python":
         package = package_of(project)
         cmd = uvicorn_cmd(python, f"{package}.app:app", port)
-        if profile:  # cProfile writes it when uvicorn exits (SIGTERM: a graceful shutdown)
+        if profile:
             cmd[1:1] = ["-m", "cProfile", "-o", str(profile)]
         return Target(name, f"rendered python-app ({package})", f"{url}/chat", chat_bodies(False),
                       {"json": b'"reply"', "sse": sse_done}, cmd,
-                      project, python_env(gateway, PYTHONPATH=str(project / "src")), work / "python.log")
+                      project, python_env(gateway, PYTHONPATH=str(project / "src")), work / "python.log",
+                      # uvicorn re-raises the signal after its graceful shutdown: SIGTERM's default
+                      # action would end the process before cProfile writes, KeyboardInterrupt not
+                      stop_signal=signal.SIGINT if profile else signal.SIGTERM)
     if name == "relay":
         return Target(name, "FastAPI + httpx relay", f"{url}/chat", chat_bodies(False),
                       {"json": b'"reply"', "sse": sse_done}, uvicorn_cmd(python, "fastapi_httpx_relay:app", port),
@@ -636,6 +640,47 @@ def report(results: dict) -> str:
     return "\n".join(out)
 
 
+def cell(m: dict | None) -> str:
+    if not m:
+        return "–"
+    return (f"{fmt(m['rps'])} req/s, {fmt(m['p50_ms'], '.1f')} / {fmt(m['p99_ms'], '.1f')} ms, "
+            f"{fmt(m.get('cpu_ms_per_request'), '.1f')} ms CPU, {fmt(m['connections_per_1000'], '.0f')} conn/1k")
+
+
+def compare(before: dict, after: dict) -> str:
+    """Two runs side by side (--compare BEFORE AFTER): the goals, then each level's numbers."""
+    goals_b, goals_a = before.get("goals", {}), after.get("goals", {})
+    out = [(f"before: commit {before['meta']['template_commit']} ({before['meta']['started_utc']}); "
+           f"after: commit {after['meta']['template_commit']} ({after['meta']['started_utc']})"), "",
+           "| goal | before | after | met after |", "| --- | --- | --- | --- |"]
+    for name in dict.fromkeys([*goals_b, *goals_a]):
+        b, a = goals_b.get(name, {}), goals_a.get(name, {})
+        out.append(f"| {name} | {b.get('value', '–')} | {a.get('value', '–')} | "
+                   f"{'–' if not a else 'yes' if a['met'] else '**no**'} |")
+    for section, base in (("python", ("relay", "litellm")), ("worker", ("plain-fetch-worker",))):
+        lb, la = before.get(section, {}).get("levels", {}), after.get(section, {}).get("levels", {})
+        main_name = "python" if section == "python" else "worker"
+        if not (lb or la):
+            continue
+        names = [n for n in base if n in la or n in lb]
+        out += ["", f"| {section} level | {main_name} before | {main_name} after | "
+                + " | ".join(f"{n} (after run)" for n in names) + " |",
+                "|" + " --- |" * (3 + len(names))]
+        for key in dict.fromkeys([*lb.get(main_name, {}), *la.get(main_name, {})]):
+            out.append(f"| {key.replace('_c', ' c=')} | {cell(lb.get(main_name, {}).get(key))} | "
+                       f"{cell(la.get(main_name, {}).get(key))} | "
+                       + " | ".join(cell((la.get(n) or lb.get(n) or {}).get(key)) for n in names) + " |")
+    for name in ("python", "relay"):
+        fb, fa = before.get("flat", {}).get(name), after.get("flat", {}).get(name)
+        if fb or fa:
+            out.append("")
+            for label, f in (("before", fb), ("after", fa)):
+                if f:
+                    series = ", ".join(f"{s['requests']}: {fmt(s['rss_mb'])}" for s in f["samples"])
+                    out.append(f"- RSS (MB) of {name} {label}, after N requests: {series}")
+    return "\n".join(out)
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -655,7 +700,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, help="warm-up requests per measurement (default 2 x c)")
     parser.add_argument("--json", type=Path, help="where to write the JSON (default benchmarks/results/)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"),
+                        help="print two runs' JSON side by side (no measurement)")
     args = parser.parse_args(argv)
+    if args.compare:
+        print(compare(*(json.loads(p.read_text()) for p in args.compare)))
+        return 0
     sections = tuple(s.strip() for s in args.only.split(",")) if args.only else SECTIONS
     if set(sections) - set(SECTIONS):
         parser.error(f"unknown sections: {', '.join(sorted(set(sections) - set(SECTIONS)))}")
