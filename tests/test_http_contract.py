@@ -582,7 +582,9 @@ def assert_hang_up_closes_upstream(port: int, gateway: FakeGateway, callers: int
             assert seen.startswith(b"HTTP/1.1 200") and b"event: delta" in seen, seen[:500]
         assert wait_for(lambda: gateway.open_answers == callers, 10), f"{gateway.open_answers} answers open"
     finally:
-        for sock in socks:
+        for n, sock in enumerate(socks):
+            if n:  # a clean hang-up (FIN); the first caller's close resets the connection (RST)
+                sock.shutdown(socket.SHUT_RDWR)
             sock.close()
     closed = wait_for(lambda: gateway.open_answers == 0, LONG_DEADLINE_S / 2)
     assert closed, (f"{gateway.open_answers} of {callers} upstream answers still open "
