@@ -9,7 +9,12 @@ the gateway's ``cf-aig-log-id`` and ``cf-aig-cache-status`` headers.
 Hostile gateways for the safety tests: ``redirect_to`` answers every request with a
 307 to that URL; ``drip_seconds`` sends the answer's headers and then one byte every
 so many seconds, never finishing in time; ``html_page`` answers 200 with that page as
-``text/html`` (a captive portal, a login page).
+``text/html`` (a captive portal, a login page); ``endless`` answers 200 and never stops
+sending (JSON, or server-sent events when asked to stream); ``hold`` streams one delta and
+then keeps the stream open, with a comment line every 20 ms, until the client hangs up.
+
+It speaks HTTP/1.1 with keep-alive: ``connections`` counts the connections it accepted, and
+``hung_up`` is set when a client closed an endless or held answer before its end.
 """
 
 from __future__ import annotations
@@ -40,7 +45,11 @@ class FakeGateway:
     redirect_to: str | None = None
     drip_seconds: float | None = None
     html_page: str | None = None
+    endless: bool = False
+    hold: bool = False
     requests: list[Recorded] = field(default_factory=list)
+    connections: int = 0
+    hung_up: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self) -> FakeGateway:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -58,7 +67,11 @@ class FakeGateway:
         self.redirect_to = None
         self.drip_seconds = None
         self.html_page = None
+        self.endless = False
+        self.hold = False
         self.requests.clear()
+        self.connections = 0
+        self.hung_up.clear()
 
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
@@ -189,6 +202,13 @@ def stream_events(reply: str, model: str) -> bytes:
 
 def _handler_for(gateway: FakeGateway) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: one connection serves many requests
+        disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
+
+        def setup(self) -> None:
+            gateway.connections += 1
+            super().setup()
+
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
             length = int(self.headers.get("content-length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
@@ -201,6 +221,8 @@ def _handler_for(gateway: FakeGateway) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
             elif gateway.drip_seconds:
                 self._drip(gateway.drip_seconds)
+            elif gateway.endless or gateway.hold:
+                self._forever(stream=bool(body.get("stream")) or gateway.hold)
             elif gateway.html_page:
                 self._answer(200, "text/html", gateway.html_page.encode())
             elif gateway.status != 200:
@@ -223,6 +245,7 @@ def _handler_for(gateway: FakeGateway) -> type[BaseHTTPRequestHandler]:
             self.send_header("content-type", "application/json")
             self.send_header("content-length", "1000")
             self.end_headers()
+            self.close_connection = True
             try:
                 for _ in range(1000):
                     self.wfile.write(b" ")
@@ -230,6 +253,41 @@ def _handler_for(gateway: FakeGateway) -> type[BaseHTTPRequestHandler]:
                     time.sleep(seconds)
             except OSError:
                 pass  # the client gave up: that is the point
+
+        def _forever(self, stream: bool) -> None:
+            """An answer that never ends (endless), or a stream held open (hold)."""
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream" if stream else "application/json")
+            self.send_header("transfer-encoding", "chunked")
+            self.send_header("cf-aig-log-id", LOG_ID)
+            self.end_headers()
+            self.close_connection = True
+            if gateway.hold:
+                first, chunk, pause = (
+                    stream_events("Hello", "m").split(b"\n\n")[0] + b"\n\n",
+                    b": keep-alive\n\n",
+                    0.02,
+                )
+            elif stream:
+                first, chunk, pause = (
+                    b"",
+                    stream_events("x" * 65000, "m").split(b"\n\n")[0] + b"\n\n",
+                    0,
+                )
+            else:
+                first, chunk, pause = b'{"choices": [{"message": {"content": "', b"x" * 65536, 0
+            try:
+                self._chunk(first)
+                while True:
+                    self._chunk(chunk)
+                    time.sleep(pause)
+            except OSError:
+                gateway.hung_up.set()  # the client closed the answer: that is the point
+
+        def _chunk(self, data: bytes) -> None:
+            if data:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
 
         def log_message(self, *args: object) -> None:
             pass  # keep test output clean
