@@ -684,6 +684,18 @@ def compare(before: dict, after: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def versions(*names: str) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="every measurement, few requests")
@@ -735,6 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         "rendered_from": "working tree" if args.worktree else "HEAD",
         "client": "raw asyncio HTTP/1.1, keep-alive (see _drive)",
         "profiled": args.profile,
+        "versions": versions("fastapi", "starlette", "uvicorn", "httpx", "httpcore", "openai", "h11"),
     }}
     running: list[Target] = []
     gateway = Gateway(python, work / "gateway.log")
@@ -788,6 +801,7 @@ def main(argv: list[str] | None = None) -> int:
                            "python_vs_litellm": ratios_vs(levels_out, "python", "litellm"),
                            "relay_vs_litellm": ratios_vs(levels_out, "relay", "litellm")},
                 "pool": pool_limits(project),
+                "litellm_version": litellm_version() if "litellm" in targets else None,
             }
             for target in py_targets:
                 target.stop()
@@ -802,8 +816,12 @@ def main(argv: list[str] | None = None) -> int:
                 target.start()
                 running.append(target)
             levels_out = run_levels(w_targets, gateway, levels["worker"], requests, max_seconds, args.warmup)
+            sdk = w_targets[0].cwd
             results["worker"] = {
                 "labels": {t.name: t.label for t in w_targets},
+                "versions": {"node": bench.run(["node", "--version"], env=w_targets[0].env).stdout.strip(),
+                             **{p: json.loads((sdk / "node_modules" / p / "package.json").read_text())["version"]
+                                for p in ("wrangler", "openai")}},
                 "startup_seconds": {t.name: round(t.started_seconds, 2) for t in w_targets},
                 "levels": levels_out,
                 "ratios": {"worker_vs_plain_fetch": ratios_vs(levels_out, "worker", "plain-fetch-worker")},
