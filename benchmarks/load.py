@@ -558,7 +558,28 @@ def profile_summary(path: Path, top: int = 25) -> dict:
                  "cumulative_s": round(ct, 3), "cumulative_share": round(ct / total, 3) if total else None}
                 for (file, line, name), (_cc, nc, tt, ct, _callers) in ranked]
 
-    return {"total_s": round(total, 2), "by_own_time": rows(2), "by_cumulative_time": rows(3)}
+    by_package: dict[str, float] = {}
+    for (file, _line, _name), (_cc, _nc, tt, _ct, _callers) in stats.stats.items():
+        by_package[package_of_file(file)] = by_package.get(package_of_file(file), 0.0) + tt
+    shares = {k: round(v / total, 3) for k, v in sorted(by_package.items(), key=lambda kv: -kv[1])[:15]}
+    return {"total_s": round(total, 2), "own_time_share_by_package": shares,
+            "by_own_time": rows(2), "by_cumulative_time": rows(3)}
+
+
+def package_of_file(file: str) -> str:
+    """Whose code a profiled function is: a site-packages distribution, the rendered package
+    (``src/<package>``), a stdlib module (``stdlib:asyncio``), or ``builtins`` (C functions)."""
+    parts = Path(file).parts
+    if "site-packages" in parts:
+        return parts[parts.index("site-packages") + 1].removesuffix(".py")
+    if "src" in parts and parts.index("src") + 1 < len(parts) - 1:
+        return f"service:{parts[parts.index('src') + 1]}"
+    if file.startswith(("~", "<")):
+        return "builtins"
+    for i, part in enumerate(parts):
+        if part.startswith("python3.") and i + 1 < len(parts):
+            return f"stdlib:{parts[i + 1].removesuffix('.py')}"
+    return file
 
 
 def pool_limits(project: Path | None) -> dict:
@@ -625,7 +646,9 @@ def report(results: dict) -> str:
                        + f" | {fmt(f.get('growth_mb'), '+.1f')} MB |")
     prof = (py or {}).get("profile")
     if prof:
-        out.append(f"\nService profile (cProfile, {prof['total_s']} s of CPU; top by cumulative time):")
+        out.append(f"\nService profile (cProfile, {prof['total_s']} s of CPU); own time by package: "
+                   + ", ".join(f"{k} {v:.0%}" for k, v in prof["own_time_share_by_package"].items()))
+        out.append("Top by cumulative time:")
         out += [f"  {r['cumulative_share']:6.1%} {r['cumulative_s']:8.3f} s  own {r['own_s']:7.3f} s  "
                 f"{r['calls']:>8}  {r['function']}" for r in prof["by_cumulative_time"]]
     worker = results.get("worker")
