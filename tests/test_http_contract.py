@@ -218,12 +218,13 @@ def events(data: bytes) -> list[tuple[str, dict]]:
     return out
 
 
-def check(case: Case, port: int, gateway: FakeGateway) -> list[str]:
-    """What this service answered differently from the contract (empty: all as documented)."""
+def check(case: Case, port: int, gateway: FakeGateway, doc: dict | None = None) -> list[str]:
+    """What this service answered differently from the contract (empty: all as documented);
+    with ``doc``, also where the answer breaks the contract document."""
     before = len(gateway.requests)
     status, headers, data, seconds = request(port, case)
     sent = gateway.requests[before:]
-    problems = []
+    problems = undocumented(doc, case, status, headers, data) if doc else []
     if status != case.status:
         problems.append(f"status {status}, not {case.status}: {data[:300]!r}")
     if case.status == 200 and status != 200:
@@ -277,13 +278,15 @@ def check(case: Case, port: int, gateway: FakeGateway) -> list[str]:
     return problems
 
 
-def run_table(port: int, gateway: FakeGateway, problems: dict | None = None) -> dict[str, str]:
+def run_table(port: int, gateway: FakeGateway, problems: dict | None = None,
+              doc: dict | None = None) -> dict[str, str]:
     """Every case of the table; ``{case name: the gateway log id of its first request}``.
-    What went wrong raises, or with ``problems`` goes there (``problems["table"]``)."""
+    What went wrong raises, or with ``problems`` goes there (``problems["table"]``). With the
+    contract document ``doc``, every answer must also be one it documents."""
     log_ids, failures = {}, {}
     for case in CASES:
         log_ids[case.name] = f"LOG{len(gateway.requests) + 1}"
-        if found := check(case, port, gateway):
+        if found := check(case, port, gateway, doc):
             failures[case.name] = found
     if failures and problems is None:
         raise AssertionError(json.dumps(failures, indent=2))
@@ -369,6 +372,39 @@ def deref(doc: dict, node: dict) -> dict:
             target = target[part]
         node = target
     return node
+
+
+def undocumented(doc: dict, case: Case, status: int, headers: dict[str, str], data: bytes) -> list[str]:
+    """Where an answer breaks the document: its status, media type, required headers, JSON body.
+    A method or path no operation has gets the document's 401, 404 or 405 answers."""
+    import jsonschema
+
+    path = "/chat/{provider}" if case.path.startswith("/chat/") else case.path
+    operation = doc["paths"].get(path, {}).get(case.method.lower())
+    generic = {"401": "Unauthorized", "404": "NotFound", "405": "MethodNotAllowed"}
+    if operation is not None:
+        response = operation["responses"].get(str(status))
+    else:
+        response = doc["components"]["responses"].get(generic.get(str(status), ""))
+    if response is None:
+        return [f"document: no {status} answer for {case.method} {path}"]
+    response, problems = deref(doc, response), []
+    for name, header in response.get("headers", {}).items():
+        if deref(doc, header).get("required") and name.lower() not in headers:
+            problems.append(f"document: no {name} header")
+    media = headers.get("content-type", "").split(";")[0].strip()
+    content = response.get("content", {})
+    if media not in content:
+        return [*problems, f"document: {media!r} is not one of {sorted(content)} for {status}"]
+    if media == "application/json":
+        schema = {**deref(doc, content[media]["schema"]), "components": doc["components"]}
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            return [*problems, "document: not JSON"]
+        problems += [f"document: {error.message}" for error in
+                     jsonschema.Draft202012Validator(schema).iter_errors(answer)][:3]
+    return problems
 
 
 def documented_statuses(doc: dict) -> dict[str, list[dict]]:
@@ -748,7 +784,7 @@ def python_service(tmp_path_factory) -> Path:
 def test_the_python_service_keeps_the_contract(python_service, tmp_path):
     problems, log = Problems(), tmp_path / "uvicorn.log"
     with FakeGateway() as gateway, Uvicorn(python_service, python_env(python_service, gateway), log) as service:
-        log_ids = run_table(service.port, gateway, problems)
+        log_ids = run_table(service.port, gateway, problems, document(python_service))
         problems.run("GET /openapi.json", assert_document_served, service.port, document(python_service))
         problems.run("schemathesis", run_schemathesis, service.port, document(python_service))
     problems.run("log lines", assert_log_lines, log, table_log_lines(log_ids))
@@ -812,7 +848,7 @@ def test_the_worker_keeps_the_contract(worker_project, tmp_path):
                             f"OPENAI_API_KEY={PROVIDER_KEY}\n")
         try:
             with WranglerDev(project.path, project.env, wrangler_vars(values), logs[0]) as dev:
-                log_ids = run_table(dev.port, gateway, problems)
+                log_ids = run_table(dev.port, gateway, problems, doc)
                 problems.run("GET /openapi.json", assert_document_served, dev.port, doc)
                 problems.run("schemathesis", run_schemathesis, dev.port, doc)
             problems.run("log lines", assert_log_lines, logs[0], table_log_lines(log_ids))
