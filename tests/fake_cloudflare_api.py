@@ -5,17 +5,22 @@
         ...
         assert [r.method for r in api.requests] == ["GET", "POST"]
 
-It follows the Cloudflare v4 OpenAPI spec (cloudflare/api-schemas ``openapi.yaml``, tag
-"AI Gateway Gateways": operations aig-config-list-gateway, aig-config-create-gateway,
-aig-config-fetch-gateway, aig-config-update-gateway, aig-config-delete-gateway) on
-``/client/v4/accounts/{account}/ai-gateway/gateways[/{id}]``:
+It follows the Cloudflare v4 API's AI Gateway operations as the spec extract in
+``tests/cloudflare/ai-gateway-openapi.json`` has them (see its README) on
+``/client/v4/accounts/{account}/ai-gateway/gateways[/{id}[/routes[/{id}[/versions|
+/deployments]]|/provider_configs]]``:
 
 - the ``{success, errors, messages, result}`` envelope; each error is ``{code, message}``
   plus ``path`` (validation) or ``documentation_url`` (forbidden);
-- validation errors: 400, code 7001, ``path`` naming the field (required keys, types,
-  ``rate_limiting_technique`` optional and nullable, null allowed for ``cache_ttl`` and the
-  rate limits, the gateway id pattern ``^[a-z0-9_]+(?:-[a-z0-9_]+)*$`` and 1-64 characters,
-  read-only fields refused);
+- every request body is validated against the extract's schema for its operation
+  (jsonschema ``Draft202012Validator``, ``$ref`` resolved in the extract): what it refuses is
+  400, code 7001, ``path`` naming the field; what it allows is accepted (an unknown key
+  too: the extract does not forbid them). "Already exists" is 400 7001 at ``id``;
+- dynamic routes: a POST makes the route, its first version and a deployment; a new version
+  is deployed by POSTing its ``version_id`` to ``deployments`` (the answers have the SDK's
+  shapes: ``{data: {routes}}`` lists, a version answer without ``version_id``);
+- stored keys (``provider_configs``): create and list only, as in the extract; the secret is
+  kept aside, the answers carry ``secret_preview``;
 - a missing gateway: 404, code 7002; an unknown token: 401, code 10000; a read-only token
   on a write: 403, code 10000 with ``documentation_url``;
 - PUT REPLACES the whole configuration: a setting the body leaves out goes back to its
@@ -31,13 +36,17 @@ Every request is logged (method, path, query, headers, JSON body, time).
 from __future__ import annotations
 
 import json
-import re
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from jsonschema import Draft202012Validator
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
 
 ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
 TOKEN = "fake-token-sekrit-7f3a9c"          # AI Gateway Read + Edit
@@ -57,17 +66,44 @@ SETTINGS = {  # ai-gateway.toml's settings with the default answers, as create/u
     "authentication": True,
 }
 
-# Required keys of create and update, and whether null is allowed.
-REQUIRED = {
-    "cache_invalidate_on_update": (bool, False),
-    "collect_logs": (bool, False),
-    "cache_ttl": (int, True),
-    "rate_limiting_interval": (int, True),
-    "rate_limiting_limit": (int, True),
-}
-GATEWAY_ID_RE = re.compile(r"[a-z0-9_]+(?:-[a-z0-9_]+)*")
+EXTRACT = Path(__file__).parent / "cloudflare" / "ai-gateway-openapi.json"
+SPEC = json.loads(EXTRACT.read_text(encoding="utf-8"))
+SPEC_URI = "urn:cloudflare:ai-gateway-openapi"
+REGISTRY = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(SPEC))
 READ_ONLY = ("id", "account_id", "account_tag", "internal_id", "created_at", "modified_at",
              "is_default")
+
+
+def _operation(method: str, path: str) -> tuple[str, dict] | None:
+    """(template, operation) of the extract that serves METHOD path (no /client/v4 prefix)."""
+    parts = path.strip("/").split("/")
+    for template, ops in SPEC["paths"].items():
+        pattern = template.strip("/").split("/")
+        if len(pattern) == len(parts) and method.lower() in ops and all(
+                p.startswith("{") or p == q for p, q in zip(pattern, parts, strict=True)):
+            return template, ops[method.lower()]
+    return None
+
+
+def body_problems(method: str, path: str, body) -> list[tuple[str, list]]:
+    """(message, path) for each way `body` breaks the extract's request schema of the operation
+    at METHOD path (``/accounts/...``), in the order jsonschema finds them."""
+    found = _operation(method, path)
+    if found is None or "requestBody" not in found[1]:
+        return []
+    template, op = found
+    pointer = "/".join(["#/paths", template.replace("~", "~0").replace("/", "~1"), method.lower(),
+                        "requestBody/content/application~1json/schema"])
+    validator = Draft202012Validator({"$ref": SPEC_URI + pointer}, registry=REGISTRY)
+    problems = []
+    for error in sorted(validator.iter_errors(body), key=lambda e: list(e.path)):
+        where = [str(p) for p in error.absolute_path]
+        if error.validator == "required":
+            where.append(error.message.split("'")[1])
+        problems.append((error.message, where))
+    return problems
+
+
 # What a new gateway has for the optional settings a body leaves out (and what PUT resets
 # them to, since it replaces the whole configuration).
 DEFAULTS = {"authentication": False, "log_management": None, "log_management_strategy": None,
@@ -84,6 +120,8 @@ class Request:
     headers: dict
     body: object
     at: float
+    status: int = 0  # what the fake answered
+
 
     @property
     def is_write(self) -> bool:
@@ -126,6 +164,8 @@ class FakeCloudflareAPI:
         self.gateways: dict = {}   # account_id -> {gateway_id: gateway}
         self.requests: list = []
         self.faults: list = []
+        self.stored_secrets: dict = {}  # (gateway id, alias) -> the secret a key was stored with
+        self._serial = 0
         self._lock = threading.Lock()
         self._server = None
         self._thread = None
@@ -210,8 +250,9 @@ class FakeCloudflareAPI:
             body = raw.decode("utf-8", "replace")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         with self._lock:
-            self.requests.append(Request(h.command, parts.path, query, dict(h.headers.items()),
-                                         body, time.monotonic()))
+            request = Request(h.command, parts.path, query, dict(h.headers.items()), body,
+                              time.monotonic())
+            self.requests.append(request)
             fault = next((f for f in self.faults if f.times > 0
                           and f.matches(h.command, parts.path)), None)
             if fault:
@@ -222,8 +263,10 @@ class FakeCloudflareAPI:
             if fault.apply:
                 self._route(h.command, parts.path, query, h.headers, body)
             if fault.status:
+                request.status = fault.status
                 return self._send(h, fault.status, fault.body, fault.headers)
         status, payload = self._route(h.command, parts.path, query, h.headers, body)
+        request.status = status
         self._send(h, status, payload)
 
     def _send(self, h, status: int, payload, headers: dict | None = None) -> None:
@@ -256,11 +299,11 @@ class FakeCloudflareAPI:
     def _route(self, method, path, query, headers, body):
         if not path.startswith(PREFIX):
             return self._err(404, 7000, "No route for that URI")
-        rest = path[len(PREFIX):].split("/")
-        if len(rest) < 3 or rest[1:3] != ["ai-gateway", "gateways"] or len(rest) > 4:
+        rest = [unquote(p) for p in path[len(PREFIX):].split("/")]
+        if len(rest) < 3 or rest[1:3] != ["ai-gateway", "gateways"] or len(rest) > 7 \
+                or _operation(method, "/accounts/" + "/".join(rest)) is None:
             return self._err(404, 7000, "No route for that URI")
-        account_id = rest[0]
-        gateway_id = rest[3] if len(rest) == 4 else None
+        account_id, ids = rest[0], rest[3:]
         auth = headers.get("Authorization", "")
         if auth == f"Bearer {self.read_only_token}":
             if method != "GET":
@@ -268,27 +311,35 @@ class FakeCloudflareAPI:
                                  documentation_url=FORBIDDEN_DOCS)
         elif auth != f"Bearer {self.token}":
             return self._err(401, 10000, "Authentication error")
+        problems = body_problems(method, "/accounts/" + "/".join(rest), body)
+        if problems:
+            return self._err(400, 7001, problems[0][0], path=problems[0][1])
         with self._lock:
             gws = self.gateways.setdefault(account_id, {})
-            if gateway_id is None and method == "GET":
-                return self._list(gws, query)
-            if gateway_id is None and method == "POST":
-                return self._create(account_id, gws, body)
-            if gateway_id is None:
-                return self._err(405, 10405, "Method not allowed")
-            gw = gws.get(gateway_id)
+            if not ids:
+                return self._list(gws, query) if method == "GET" else \
+                    self._create(account_id, gws, body)
+            gw = gws.get(ids[0])
             if gw is None:
                 return self._err(404, 7002, "Not Found")
+            if len(ids) > 1:
+                return self._gateway_part(method, gw, ids[1:], body, query)
             if method == "GET":
-                return 200, envelope(gw)
+                return 200, envelope(self.public(gw))
             if method == "PUT":
                 return self._update(gw, body)
-            if method == "DELETE":
-                del gws[gateway_id]
-                return 200, envelope(gw)
-            return self._err(405, 10405, "Method not allowed")
+            del gws[ids[0]]
+            return 200, envelope(self.public(gw))
 
     def _list(self, gws, query):
+        status, page = self._page([self.public(g) for g in sorted(gws.values(),
+                                                                  key=lambda g: g["id"])], query)
+        if status != 200:
+            return status, page
+        items, info = page
+        return 200, envelope(items, result_info=info if self.result_info else None)
+
+    def _page(self, items: list, query: dict):
         try:
             page = int(query.get("page", 1))
             per_page = int(query.get("per_page", 20))
@@ -299,62 +350,136 @@ class FakeCloudflareAPI:
         if not 1 <= per_page <= 100:
             return self._invalid("Expected a number from 1 to 100", "per_page")
         per_page = min(per_page, self.max_per_page)
-        items = sorted(gws.values(), key=lambda g: g["id"])
         chunk = items[(page - 1) * per_page: page * per_page]
-        info = {"page": page, "per_page": per_page, "count": len(chunk),
-                "total_count": len(items)}
-        return 200, envelope(chunk, result_info=info if self.result_info else None)
-
-    @staticmethod
-    def _check(body, read_only=()) -> tuple | None:
-        """(message, path) of the first validation problem, or None."""
-        if not isinstance(body, dict):
-            return "Expected object, received " + type(body).__name__, ""
-        for key, (kind, nullable) in REQUIRED.items():
-            if key not in body:
-                return "Required", key
-            value = body[key]
-            if value is None:
-                if not nullable:
-                    return "Expected " + kind.__name__ + ", received null", key
-                continue
-            if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
-                return f"Expected {kind.__name__}, received {type(value).__name__}", key
-            if kind is int and value < 0:
-                return "Too small: expected number to be >=0", key
-        if body.get("rate_limiting_technique") not in (None, "fixed", "sliding"):
-            return "Invalid option: expected one of \"fixed\"|\"sliding\"", \
-                "rate_limiting_technique"
-        for key in read_only:
-            if key in body:
-                return "Unrecognized key: " + key, key
-        return None
+        return 200, (chunk, {"page": page, "per_page": per_page, "count": len(chunk),
+                             "total_count": len(items)})
 
     def _create(self, account_id, gws, body):
-        problem = self._check(body, READ_ONLY[1:])
-        if problem:
-            return self._invalid(*problem)
-        gid = body.get("id")
-        if not isinstance(gid, str) or not 1 <= len(gid) <= 64 \
-                or not GATEWAY_ID_RE.fullmatch(gid):
-            return self._invalid("Invalid string: must match pattern "
-                                 "/^[a-z0-9_]+(?:-[a-z0-9_]+)*$/", "id")
-        if gid in gws:
+        if body["id"] in gws:
             return self._invalid("A gateway with this ID already exists", "id")
         gw = self._new_gateway(account_id, body)
         gws[gw["id"]] = gw
         return 200, envelope(gw)
 
     def _update(self, gw, body):
-        problem = self._check(body, READ_ONLY)
-        if problem:
-            return self._invalid(*problem)
         # PUT replaces the configuration: what the body leaves out is reset.
         kept = {k: gw[k] for k in READ_ONLY if k in gw}
+        private = {k: gw[k] for k in ("routes", "provider_configs") if k in gw}
         gw.clear()
-        gw.update({**kept, **DEFAULTS, **body})
-        gw["modified_at"] = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-        return 200, envelope(gw)
+        gw.update({**kept, **DEFAULTS, **{k: v for k, v in body.items() if k != "id"},
+                   **private})
+        gw["modified_at"] = _now()
+        return 200, envelope(self.public(gw))
+
+    # ------------------------------------------------------------ routes and stored keys
+    # Kept inside the gateway under "routes" / "provider_configs"; never shown in its answers.
+    @staticmethod
+    def public(gw: dict) -> dict:
+        return {k: v for k, v in gw.items() if k not in ("routes", "provider_configs")}
+
+    def _gateway_part(self, method, gw, ids, body, query):
+        if ids[0] == "provider_configs":
+            keys = gw.setdefault("provider_configs", [])
+            if method == "POST":
+                keys.append(self._new_key(gw, body))
+                return 200, envelope(keys[-1])
+            status, page = self._page(keys, query)
+            return (status, page) if status != 200 else \
+                (200, envelope(page[0], result_info=page[1]))
+        routes = gw.setdefault("routes", {})
+        if len(ids) == 1:
+            if method == "POST":
+                return 200, envelope(self._new_route(gw, body))
+            status, page = self._page(sorted(routes.values(), key=lambda r: r["created_at"]),
+                                      query)
+            return (status, page) if status != 200 else \
+                (200, envelope({"data": {"routes": page[0], "order_by": "created_at",
+                                         "order_by_direction": "asc",
+                                         "page": page[1]["page"],
+                                         "per_page": page[1]["per_page"]}, "success": True}))
+        route = routes.get(ids[1])
+        if route is None:
+            return self._err(404, 7002, "Not Found")
+        return self._route_part(method, route, ids[2:], body)
+
+    def _route_part(self, method, route, ids, body):
+        shown = {k: v for k, v in route.items() if k != "versions"}
+        if not ids:
+            if method == "DELETE":
+                del self.gateways[route["account_tag"]][route["gateway_id"]]["routes"][route["id"]]
+            elif method == "PATCH":
+                route["name"] = body["name"]
+            return 200, envelope(shown if method != "PATCH" else {"route": shown,
+                                                                  "success": True})
+        listing = {"order_by": "created_at", "order_by_direction": "desc", "page": 1,
+                   "per_page": 100}
+        if ids == ["versions"] and method == "POST":
+            self._new_version(route, body["elements"])
+            return 200, envelope({k: shown[k] for k in ("id", "created_at", "elements",
+                                                        "gateway_id", "modified_at", "name")})
+        if ids == ["versions"]:
+            return 200, envelope({"data": {**listing, "versions": [
+                {k: v for k, v in version.items() if k != "elements"}
+                for version in route["versions"]]}, "success": True})
+        if ids == ["deployments"] and method == "POST":
+            version = next((v for v in route["versions"] if v["version_id"] == body["version_id"]),
+                           None)
+            if version is None:
+                return self._invalid("No such version", "version_id")
+            self._deploy(route, version)
+            return 200, envelope({k: route[k] for k in ("id", "created_at", "elements",
+                                                        "gateway_id", "modified_at", "name")})
+        if ids == ["deployments"]:
+            return 200, envelope({"data": {**listing, "deployments": [route["deployment"]]},
+                                  "success": True})
+        return self._err(405, 10405, "Method not allowed")
+
+    def _new_route(self, gw, body) -> dict:
+        self._serial += 1
+        route = {"id": f"route-{self._serial:04d}", "account_tag": gw["account_id"],
+                 "gateway_id": gw["id"], "name": body["name"], "created_at": _now(),
+                 "versions": []}
+        gw["routes"][route["id"]] = route
+        self._deploy(route, self._new_version(route, body["elements"]))
+        return {k: v for k, v in route.items() if k != "versions"}
+
+    def _new_version(self, route, elements) -> dict:
+        self._serial += 1
+        version = {"version_id": f"version-{self._serial:04d}", "active": "false",
+                   "created_at": _now(), "data": json.dumps(elements), "elements": elements}
+        route["versions"].append(version)
+        route["modified_at"] = _now()
+        return version
+
+    def _deploy(self, route, version) -> None:
+        self._serial += 1
+        for other in route["versions"]:
+            other["active"] = "true" if other is version else "false"
+        route["deployment"] = {"deployment_id": f"deployment-{self._serial:04d}",
+                               "version_id": version["version_id"], "created_at": _now()}
+        route["version"] = {k: v for k, v in version.items() if k != "elements"}
+        route["elements"] = version["elements"]
+        route["modified_at"] = _now()
+
+    def _new_key(self, gw, body) -> dict:
+        self._serial += 1
+        secret = body.get("secret")
+        if secret is not None:
+            self.stored_secrets[(gw["id"], body["alias"])] = secret
+        return {"id": f"key-{self._serial:04d}", "gateway_id": gw["id"], "modified_at": _now(),
+                "alias": body["alias"], "provider_slug": body["provider_slug"],
+                "default_config": body["default_config"],
+                "secret_id": body.get("secret_id") or f"secret-{self._serial:04d}",
+                "secret_preview": (secret or "")[:2] + "****",
+                "rate_limit": body.get("rate_limit"),
+                "rate_limit_period": body.get("rate_limit_period")}
+
+
+def _now() -> str:
+    """A timestamp that sorts in creation order (microseconds)."""
+    micros = time.time_ns() // 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(micros / 1e6)) + f".{micros % 10**6:06d}Z"
+
 
 
 class DrippingServer:

@@ -25,6 +25,7 @@ from fake_cloudflare_api import (
 from testkit import free_port
 
 SCRIPT = TEMPLATE_ROOT / "template" / "_shared" / "scripts" / "ai_gateway.py"
+SCHEMA = SCRIPT.with_name("ai_gateway.schema.json")
 # The script supports Python 3.11+: AI_GATEWAY_TEST_PYTHON=/path/to/python3.11 runs these
 # tests with another interpreter (the default is the one running pytest).
 PYTHON = os.environ.get("AI_GATEWAY_TEST_PYTHON") or sys.executable
@@ -147,7 +148,17 @@ def test_top_level_help_names_every_command_and_the_variables():
     ('[gateways.production]\nid = "' + "a" * 65 + '"\n', "1 to 64"),
     ('[gateways.production]\nid = "gw"\ncache_invalidate_on_update = true\n'
      'collect_logs = true\ncreated_at = "x"\n', "created_at is set by Cloudflare"),
-    ('[gateways.production]\nid = "gw"\ncache_ttl = 0\n', "missing cache_invalidate_on_update"),
+    ('[gateways.production]\nid = "gw"\ncache_ttl = 0\n',
+     "cache_invalidate_on_update is missing (the API requires it)"),
+    ('[gateways.production]\nid = "gw"\ncache_invalidate_on_update = true\ncollect_logs = true\n'
+     'cache_tll = 60\n', "[gateways.production] cache_tll is not a setting the API knows"),
+    ('[gateways.production]\nid = "gw"\ncache_invalidate_on_update = true\ncollect_logs = true\n'
+     '[[gateways.production.otel]]\nurl = "https://o.example"\nheaders = {}\nauthorization = "x"\n',
+     "otel[0].authorization: a secret never goes in the file"),
+    ('[gateways.production]\nid = "gw"\ncache_invalidate_on_update = true\ncollect_logs = true\n'
+     '[provider_configs.k]\nprovider_slug = "openai"\n', "give the key as secret_env"),
+    ('[gateways.production]\nid = "gw"\ncache_invalidate_on_update = true\ncollect_logs = true\n'
+     '[routes."a b"]\nelements = []\n', "a route name is 1 to 64 letters"),
     ("this is not toml", "is not valid TOML"),
 ])
 def test_bad_settings_file_is_one_line_exit_2(fake, tmp_path, text, fragment):
@@ -159,7 +170,7 @@ def test_bad_settings_file_is_one_line_exit_2(fake, tmp_path, text, fragment):
 
 
 def test_bad_setting_values_are_rejected_before_any_request(fake, tmp_path):
-    for overrides, fragment in [({"cache_ttl": -1}, "cache_ttl must be a whole number >= 0"),
+    for overrides, fragment in [({"cache_ttl": -1}, "cache_ttl must be 0 or more (got -1)"),
                                 ({"collect_logs": "yes"}, "collect_logs must be true or false"),
                                 ({"rate_limiting_technique": "leaky"}, "must be \"fixed\" or"),
                                 ({"retry_max_attempts": 6}, "from 1 to 5"),
@@ -180,6 +191,7 @@ def test_default_config_is_next_to_scripts_folder_whatever_the_cwd(fake, tmp_pat
     project = tmp_path / "project"
     (project / "scripts").mkdir(parents=True)
     shutil.copy(SCRIPT, project / "scripts" / "ai_gateway.py")
+    shutil.copy(SCHEMA, project / "scripts" / "ai_gateway.schema.json")
     write_config(project / "ai-gateway.toml")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

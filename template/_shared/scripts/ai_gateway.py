@@ -3,6 +3,7 @@
 The gateways are described in ``ai-gateway.toml`` at the project root (one table per
 environment). This script talks to the Cloudflare v4 API:
 
+    python3 scripts/ai_gateway.py plan [--env NAME]               # what sync would change
     python3 scripts/ai_gateway.py sync [--env NAME] [--dry-run]   # make Cloudflare match the file
     python3 scripts/ai_gateway.py list                             # every gateway of the account
     python3 scripts/ai_gateway.py get [ID] [--env NAME]
@@ -12,10 +13,15 @@ environment). This script talks to the Cloudflare v4 API:
 
 `update` and `sync` read the gateway first and send back its whole configuration with the
 file's settings applied: a setting made in the dashboard and absent from the file is kept.
+`sync` also adds the dynamic routes ([routes.<name>]: a route, a version, a deployment; a
+changed route gets a new version and its deployment) and stored provider keys
+([provider_configs.<alias>]) the file names. Every body is checked against the API's own
+request schemas (ai_gateway.schema.json, next to this script) before it is sent.
 
 Environment:
-    CLOUDFLARE_API_TOKEN (or CF_API_TOKEN)   API token with "AI Gateway Read" (reads) and
-                                             "AI Gateway Edit" (writes); never printed
+    CLOUDFLARE_API_TOKEN (or CF_API_TOKEN)   API token with "AI Gateway Read" (plan, list,
+                                             get) and "AI Gateway Edit" (writes); never printed
+    the variables ai-gateway.toml names      secrets (`authorization_env`, `secret_env`)
     CLOUDFLARE_ACCOUNT_ID                    account; wins over account_id in the settings file
     CLOUDFLARE_API_BASE_URL                  default https://api.cloudflare.com/client/v4
                                              (https://, or http:// to a loopback address)
@@ -68,37 +74,6 @@ GATEWAY_ID_RULE = (
 # update keeps the gateway's current value.
 REQUIRED_SETTINGS = ("cache_invalidate_on_update", "collect_logs")
 NULLABLE_SETTINGS = ("cache_ttl", "rate_limiting_interval", "rate_limiting_limit")
-# Everything update (PUT) accepts. update and sync send the gateway's current value of each
-# of these with the file's settings applied, so that a setting made elsewhere (dashboard,
-# Terraform) is sent back unchanged instead of being left out of the PUT.
-UPDATABLE_SETTINGS = frozenset(
-    {
-        "authentication",
-        "byok_only",
-        "cache_invalidate_on_update",
-        "cache_ttl",
-        "collect_logs",
-        "dlp",
-        "guardrails",
-        "log_classification",
-        "log_management",
-        "log_management_strategy",
-        "logpush",
-        "logpush_public_key",
-        "otel",
-        "rate_limiting_interval",
-        "rate_limiting_limit",
-        "rate_limiting_technique",
-        "retry_backoff",
-        "retry_delay",
-        "retry_max_attempts",
-        "spend_limits",
-        "store_id",
-        "stripe",
-        "workers_ai_billing_mode",
-        "zdr",
-    }
-)
 # Set by Cloudflare, never by a request: not allowed in the settings file.
 READ_ONLY_FIELDS = (
     "account_id",
@@ -108,29 +83,24 @@ READ_ONLY_FIELDS = (
     "modified_at",
     "is_default",
 )
-BOOL_SETTINGS = (
-    "cache_invalidate_on_update",
-    "collect_logs",
-    "authentication",
-    "byok_only",
-    "zdr",
-    "logpush",
-    "log_classification",
-)
-# (minimum, maximum or None) of the whole-number settings.
-INT_SETTINGS = {
-    "cache_ttl": (0, None),
-    "rate_limiting_interval": (0, None),
-    "rate_limiting_limit": (0, None),
-    "retry_max_attempts": (1, 5),
-    "retry_delay": (0, 5000),
-    "log_management": (10000, 10000000),
-}
-CHOICE_SETTINGS = {
-    "rate_limiting_technique": ("fixed", "sliding"),
-    "retry_backoff": ("constant", "linear", "exponential"),
-    "log_management_strategy": ("STOP_INSERTING", "DELETE_OLDEST"),
-}
+# The API's rules for every body this script sends are the request schemas of the Cloudflare
+# v4 API, shipped next to this script (ai_gateway.schema.json, copied unchanged). A settings
+# file is held to them plus these stricter rules, where a Cloudflare doc page is stricter
+# than the API's schema:
+# - retry_delay: the schema allows 0-60000 ms (SDK 5.9.0), the request-handling docs and
+#   Terraform v5.22.0 say at most 5000 ms: 5000 it is;
+# - unknown keys: the schema does not forbid them, the API refuses them ("Unrecognized key"):
+#   a key the schema does not name is refused, so that a typo is not sent and ignored.
+STRICTER = {"retry_delay": {"maximum": 5000}}
+SCHEMA_FILE = Path(__file__).resolve().with_name("ai_gateway.schema.json")
+# Secrets never go in the settings file: `<field>_env = "VARIABLE"` names the environment
+# variable that holds them (otel[].authorization, stripe.authorization, a stored key's secret).
+SECRET_FIELDS = ("authorization", "secret")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A dynamic route's name is part of the model name `dynamic/<name>`: kept plain.
+ROUTE_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# What a [gateways.<env>] table holds besides the gateway's settings.
+NOT_SETTINGS = ("id", "routes", "provider_configs")
 ACCOUNT_ID_RE = re.compile(r"[0-9a-fA-F]{32}")
 # The API returns null for an unset optional number or flag; treat it like the "off" value
 # so that a gateway whose API state is null does not look drifted forever.
@@ -259,28 +229,222 @@ def valid_gateway_id(value) -> bool:
     )
 
 
-def check_setting(key: str, value) -> str | None:
-    """What is wrong with one setting of a gateway table, or None."""
-    if key in BOOL_SETTINGS and not isinstance(value, bool):
-        return f"{key} must be true or false (got {json.dumps(value)})"
-    if key in INT_SETTINGS:
-        low, high = INT_SETTINGS[key]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or value < low
-            or (high is not None and value > high)
-        ):
-            span = f"from {low} to {high}" if high is not None else f">= {low}"
-            return f"{key} must be a whole number {span} (got {json.dumps(value)})"
-    if key in CHOICE_SETTINGS and value not in CHOICE_SETTINGS[key]:
-        choices = " or ".join(f'"{c}"' for c in CHOICE_SETTINGS[key])
-        return f"{key} must be {choices} (got {json.dumps(value)})"
+class EnvSecret(str):
+    """A secret the settings file names by its environment variable (`<field>_env`): its
+    value, or "" when the variable is unset (then `unset` is true and it is never compared)."""
+
+    def __new__(cls, variable: str):
+        value = os.environ.get(variable, "")
+        if value:
+            redact.add(value)
+        obj = super().__new__(cls, value)
+        obj.variable = variable
+        obj.unset = not value
+        return obj
+
+
+_schemas: dict = {}
+
+
+def schema(name: str) -> dict:
+    """One request body schema from ai_gateway.schema.json (read once)."""
+    if not _schemas:
+        try:
+            data = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+            _schemas.update({k: op["schema"] for k, op in data["operations"].items()})
+        except (OSError, ValueError, KeyError, TypeError):
+            raise CliError(
+                f"cannot read {SCHEMA_FILE.name}, the API's rules, next to this script: "
+                "restore it from the project (scripts/)",
+                EXIT_USAGE,
+            ) from None
+    return _schemas[name]
+
+
+def strict(base: dict, stricter: dict | None = None) -> dict:
+    """`base` refusing keys it does not name, with `stricter` rules laid over its properties."""
+    props = {k: {**v, **(stricter or {}).get(k, {})} for k, v in base["properties"].items()}
+    return {**base, "properties": props, "additionalProperties": False}
+
+
+def _is(value, kind: str) -> bool:
+    if kind in ("integer", "number") and isinstance(value, bool):
+        return False
+    return isinstance(value, JSON_TYPES[kind])
+
+
+JSON_TYPES = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "boolean": bool,
+    "integer": int,
+    "number": (int, float),
+    "null": type(None),
+}
+TYPE_WORDS = {
+    "object": "a table",
+    "array": "a list",
+    "string": "a string",
+    "boolean": "true or false",
+    "integer": "a whole number",
+    "number": "a number",
+}
+
+
+def schema_errors(value, rules: dict, path: tuple = ()) -> list:
+    """(path, problem) for each way `value` breaks `rules`: the JSON Schema keywords the API's
+    body schemas use (type, enum, minimum, maximum, minLength, maxLength, pattern, required,
+    properties, additionalProperties, items, anyOf), checked as draft 2020-12 does."""
+    kinds = rules.get("type")
+    if kinds is not None:
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if not any(_is(value, k) for k in kinds):
+            words = " or ".join(TYPE_WORDS[k] for k in kinds if k != "null")
+            return [(path, f"must be {words} (got {json.dumps(value)})")]
+    if "enum" in rules and not any(value == e and type(value) is type(e) for e in rules["enum"]):
+        choices = " or ".join(json.dumps(e) for e in rules["enum"] if e is not None)
+        return [(path, f"must be {choices} (got {json.dumps(value)})")]
+    problem = _bounds(value, rules)
+    if problem:
+        return [(path, problem)]
+    errors: list = []
+    if isinstance(value, dict):
+        errors += [
+            (path + (k,), "is missing (the API requires it)")
+            for k in rules.get("required", ())
+            if k not in value
+        ]
+        extra = rules.get("additionalProperties", True)
+        for key, item in value.items():
+            if key in rules.get("properties", {}):
+                errors += schema_errors(item, rules["properties"][key], path + (key,))
+            elif extra is False:
+                errors.append((path + (key,), "is not a setting the API knows (a typo?)"))
+            elif isinstance(extra, dict):
+                errors += schema_errors(item, extra, path + (key,))
+    if isinstance(value, list) and "items" in rules:
+        for i, item in enumerate(value):
+            errors += schema_errors(item, rules["items"], path + (i,))
+    if "anyOf" in rules:
+        tries = [schema_errors(value, branch, path) for branch in rules["anyOf"]]
+        if all(tries):  # no shape fits: the one that fits furthest explains it
+            errors += max(tries, key=lambda t: max(len(p) for p, _ in t))
+    return errors
+
+
+def _bounds(value, rules: dict) -> str | None:
+    low, high = rules.get("minimum"), rules.get("maximum")
+    if _is(value, "number") and (
+        (low is not None and value < low) or (high is not None and value > high)
+    ):
+        span = (
+            f"from {low} to {high}"
+            if None not in (low, high)
+            else (f"{low} or more" if high is None else f"at most {high}")
+        )
+        return f"must be {span} (got {json.dumps(value)})"
+    low, high = rules.get("minLength"), rules.get("maxLength")
+    if isinstance(value, str) and (
+        (low is not None and len(value) < low) or (high is not None and len(value) > high)
+    ):
+        return f"must be {low or 0} to {high or 'any number of'} characters long (got {len(value)})"
+    if isinstance(value, str) and "pattern" in rules and not re.search(rules["pattern"], value):
+        return f"must match {rules['pattern']} (got {json.dumps(value)})"
     return None
 
 
+def dotted(path) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def check_body(what: str, body: dict, name: str) -> None:
+    """Refuse, before it is sent, a body the API's schema refuses: one line, exit 2."""
+    errors = schema_errors(body, schema(name))
+    if errors:
+        path, problem = errors[0]
+        raise CliError(f"{what}: {dotted(path) or 'the body'} {problem}", EXIT_USAGE)
+
+
+def with_secrets(value, where: str, path: tuple = ()):
+    """`value` with each `<field>_env = "VAR"` replaced by `<field>` = the variable's value.
+    A secret written in the file itself is refused."""
+    if isinstance(value, list):
+        return [with_secrets(v, where, path + (i,)) for i, v in enumerate(value)]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        spot = f"{where} {dotted(path + (key,))}"
+        if key in SECRET_FIELDS:
+            raise CliError(
+                f"{spot}: a secret never goes in the file; name its environment variable "
+                f'instead: {key}_env = "VARIABLE"',
+                EXIT_USAGE,
+            )
+        if key.endswith("_env") and key[:-4] in SECRET_FIELDS:
+            if not isinstance(item, str) or not ENV_NAME_RE.fullmatch(item):
+                raise CliError(
+                    f"{spot} must name an environment variable (got {json.dumps(item)})",
+                    EXIT_USAGE,
+                )
+            out[key[:-4]] = EnvSecret(item)
+        else:
+            out[key] = with_secrets(item, where, path + (key,))
+    return out
+
+
+def _table(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise CliError(f"{where} must be a table of tables", EXIT_USAGE)
+    return value
+
+
+def load_routes(tables: dict, where: str) -> dict:
+    """{name: route create body} from [routes.<name>] tables, each checked by the schema."""
+    routes = {}
+    for name, table in tables.items():
+        spot = f"{where} routes.{name}"
+        if not ROUTE_NAME_RE.fullmatch(name):
+            raise CliError(
+                f"{spot}: a route name is 1 to 64 letters, digits, - or _ (the model "
+                "is then dynamic/<name>)",
+                EXIT_USAGE,
+            )
+        routes[name] = check_strict(spot, {"name": name, **table}, "route_create")
+    return routes
+
+
+def check_strict(what: str, body: dict, name: str, stricter: dict | None = None) -> dict:
+    """`body` if the schema `name` allows it with no unknown key (and `stricter`), else exit 2."""
+    errors = schema_errors(body, strict(schema(name), stricter))
+    if errors:
+        path, problem = errors[0]
+        raise CliError(f"{what} {dotted(path)} {problem}", EXIT_USAGE)
+    return body
+
+
+def load_keys(tables: dict, where: str) -> dict:
+    """{alias: provider config create body} from [provider_configs.<alias>] tables."""
+    keys = {}
+    for alias, table in tables.items():
+        spot = f"{where} provider_configs.{alias}"
+        body = {"alias": alias, "default_config": False, **with_secrets(table, spot)}
+        if ("secret" in body) == ("secret_id" in body):
+            raise CliError(
+                f"{spot}: give the key as secret_env (an environment variable) or "
+                "secret_id (a Secrets Store secret), one of them",
+                EXIT_USAGE,
+            )
+        keys[alias] = check_strict(spot, body, "provider_config_create")
+    return keys
+
+
 def load_settings(path: Path) -> dict:
-    """Read and check the settings file; returns {"account_id": str, "gateways": {env: {...}}}."""
+    """Read and check the settings file; returns {"account_id": str, "gateways": {env: {...}}}.
+    Each gateway is {"id", "settings", "routes", "keys"}, secrets resolved, all checked."""
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
@@ -303,36 +467,55 @@ def load_settings(path: Path) -> dict:
     gateways = data.get("gateways")
     if not isinstance(gateways, dict) or not gateways:
         raise bad("no [gateways.<environment>] table")
-    for env, gw in gateways.items():
-        where = f"[gateways.{env}]"
-        if not isinstance(gw, dict):
-            raise bad(f"gateways.{env} must be a table")
-        if not valid_gateway_id(gw.get("id")):
-            raise bad(f"{where} id must be {GATEWAY_ID_RULE} (got {json.dumps(gw.get('id'))})")
-        for key in REQUIRED_SETTINGS:
-            if key not in gw:
-                raise bad(f"{where} is missing {key} (the API requires it)")
-        for key in READ_ONLY_FIELDS:
-            if key in gw:
-                raise bad(f"{where} {key} is set by Cloudflare: remove it from the file")
-        for key, value in gw.items():
-            problem = check_setting(key, value)
-            if problem:
-                raise bad(f"{where} {problem}")
-    ids = [gw["id"] for gw in gateways.values()]
+    unknown = set(data) - {"account_id", "gateways", "routes", "provider_configs"}
+    if unknown:
+        raise bad(
+            f"{min(unknown)} is not a table this file knows (gateways, routes, provider_configs)"
+        )
+    try:
+        every_route = _table(data.get("routes"), "[routes]")
+        every_key = _table(data.get("provider_configs"), "[provider_configs]")
+        loaded = {
+            env: load_gateway(env, gw, every_route, every_key) for env, gw in gateways.items()
+        }
+    except CliError as exc:
+        raise bad(exc.message) from None
+    ids = [gw["id"] for gw in loaded.values()]
     if len(set(ids)) != len(ids):
         raise bad("two environments use the same gateway id")
-    return {"account_id": account_id, "gateways": gateways, "path": path}
+    return {"account_id": account_id, "gateways": loaded, "path": path}
 
 
-def file_settings(gw: dict) -> dict:
-    """The settings a [gateways.<env>] table manages: every key but id."""
-    return {k: v for k, v in gw.items() if k != "id"}
+def load_gateway(env: str, gw, every_route: dict, every_key: dict) -> dict:
+    where = f"[gateways.{env}]"
+    if not isinstance(gw, dict):
+        raise CliError(f"gateways.{env} must be a table", EXIT_USAGE)
+    if not valid_gateway_id(gw.get("id")):
+        raise CliError(
+            f"{where} id must be {GATEWAY_ID_RULE} (got {json.dumps(gw.get('id'))})", EXIT_USAGE
+        )
+    for key in READ_ONLY_FIELDS:
+        if key in gw:
+            raise CliError(
+                f"{where} {key} is set by Cloudflare: remove it from the file", EXIT_USAGE
+            )
+    settings = with_secrets({k: v for k, v in gw.items() if k not in NOT_SETTINGS}, where)
+    check_strict(
+        where, create_body({"id": gw["id"], "settings": settings}), "gateway_create", STRICTER
+    )
+    routes = {**every_route, **_table(gw.get("routes"), f"{where} routes")}
+    keys = {**every_key, **_table(gw.get("provider_configs"), f"{where} provider_configs")}
+    return {
+        "id": gw["id"],
+        "settings": settings,
+        "routes": load_routes(routes, where),
+        "keys": load_keys(keys, where),
+    }
 
 
 def create_body(gw: dict) -> dict:
     """POST body: the id, the file's settings, and null for a nullable setting left out."""
-    body = {"id": gw["id"], **file_settings(gw)}
+    body = {"id": gw["id"], **gw["settings"]}
     for key in NULLABLE_SETTINGS:
         body.setdefault(key, None)
     return body
@@ -341,14 +524,25 @@ def create_body(gw: dict) -> dict:
 def update_body(current: dict, gw: dict) -> dict:
     """PUT body: the gateway's current configuration with the file's settings applied.
 
-    Only what update accepts is sent back; an unset (null) optional setting stays unset.
-    The three nullable settings are always sent (the API requires them), null included.
+    Only what update accepts is sent back; an unset (null) optional setting stays unset,
+    and so does a null inside a setting (the schema takes no null there). The three
+    nullable settings are always sent (the API requires them), null included.
     """
-    body = {k: v for k, v in current.items() if k in UPDATABLE_SETTINGS and v is not None}
+    updatable = schema("gateway_update")["properties"]
+    body = {k: pruned(v) for k, v in current.items() if k in updatable and v is not None}
     for key in NULLABLE_SETTINGS:
         body.setdefault(key, current.get(key))
-    body.update(file_settings(gw))
+    body.update(gw["settings"])
     return body
+
+
+def pruned(value):
+    """`value` without null members, at any depth: the API answers null for what is unset."""
+    if isinstance(value, dict):
+        return {k: pruned(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [pruned(v) for v in value]
+    return value
 
 
 def same_value(key: str, current, wanted) -> bool:
@@ -356,16 +550,43 @@ def same_value(key: str, current, wanted) -> bool:
         current = NULL_EQUIVALENT[key]
     if wanted is None and key in NULL_EQUIVALENT:
         wanted = NULL_EQUIVALENT[key]
+    return not leaf_changes(pruned(current), wanted)
+
+
+def leaf_changes(current, wanted, path: tuple = ()) -> list:
+    """[(path, old, new)] where `wanted` differs from `current`, table by table and item by
+    item. A secret from an unset variable is not compared; nor is one the API does not show."""
+    if isinstance(wanted, EnvSecret):
+        same = wanted.unset or current is None or current == wanted
+        return [] if same else [(path, current, wanted)]
+    if isinstance(current, dict | None) and isinstance(wanted, dict | None) and (current or wanted):
+        current, wanted = current or {}, wanted or {}
+        return [
+            c
+            for k in sorted(set(current) | set(wanted), key=str)
+            for c in leaf_changes(current.get(k), wanted.get(k), path + (k,))
+        ]
+    if isinstance(current, list | None) and isinstance(wanted, list | None) and (current or wanted):
+        current, wanted = current or [], wanted or []
+        return [
+            c
+            for i in range(max(len(current), len(wanted)))
+            for c in leaf_changes(_at(current, i), _at(wanted, i), path + (i,))
+        ]
     if isinstance(wanted, bool) or isinstance(current, bool):
-        return current is wanted
-    return current == wanted
+        return [] if current is wanted else [(path, current, wanted)]
+    return [] if current == wanted else [(path, current, wanted)]
+
+
+def _at(items: list, i: int):
+    return items[i] if i < len(items) else None
 
 
 def drift(current: dict, gw: dict) -> dict:
     """{setting: (current, wanted)} for every setting of the file that differs."""
     return {
         key: (current.get(key), wanted)
-        for key, wanted in file_settings(gw).items()
+        for key, wanted in gw["settings"].items()
         if not same_value(key, current.get(key), wanted)
     }
 
@@ -442,10 +663,11 @@ class Api:
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
-    def _url(self, gateway_id: str | None = None, query: dict | None = None) -> str:
+    def _url(self, gateway_id: str | None = None, query: dict | None = None, sub=()) -> str:
+        """.../gateways[/{gateway_id}[/{sub}...]][?query]: every segment quoted."""
         url = f"{self.base_url}/accounts/{quote(self.account_id, safe='')}/ai-gateway/gateways"
-        if gateway_id is not None:
-            url += "/" + quote(gateway_id, safe="")
+        for segment in ([gateway_id] if gateway_id is not None else []) + list(sub):
+            url += "/" + quote(segment, safe="")
         if query:
             url += "?" + urlencode(query)
         return url
@@ -519,9 +741,10 @@ class Api:
         query: dict | None = None,
         body: dict | None = None,
         write: bool = False,
+        sub=(),
     ):
         """Send one API call (retrying what is worth retrying); returns the parsed envelope."""
-        url = self._url(gateway_id, query)
+        url = self._url(gateway_id, query, sub)
         data = json.dumps(body).encode() if body is not None else None
         permission = "AI Gateway Edit" if write else "AI Gateway Read"
         self.ambiguous = False
@@ -715,31 +938,128 @@ def _describe(envelope, raw, headers) -> str:
 # ---------------------------------------------------------------- API operations
 
 
-def list_gateways(api: Api) -> list:
-    """Every gateway of the account: pages of 100 until an empty page (or a page shorter than
-    the page size the API says it used). More than MAX_PAGES pages is an error."""
-    gateways: list = []
+def all_pages(api: Api, what: str, noun: str, pick, gateway_id=None, sub=()) -> list:
+    """Every item of a list operation: pages of 100 until an empty page (or a page shorter
+    than the page size the API says it used). More than MAX_PAGES pages is an error."""
+    found: list = []
     for page in range(1, MAX_PAGES + 1):
         env = api.request(
-            "GET", "listing the gateways", query={"page": page, "per_page": LIST_PER_PAGE}
+            "GET",
+            what,
+            gateway_id=gateway_id,
+            sub=sub,
+            query={"page": page, "per_page": LIST_PER_PAGE},
         )
-        items = env.get("result")
-        if items is None:
-            items = []
+        items, served = pick(env)
+        items = [] if items is None else items
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-            raise ApiError("listing the gateways failed: the API's result is not a list")
+            raise ApiError(f"{what} failed: the API's result is not a list")
         if not items:
-            return gateways
-        gateways.extend(items)
-        info = env.get("result_info")
-        served = info.get("per_page") if isinstance(info, dict) else None
-        if isinstance(served, int) and not isinstance(served, bool) and len(items) < served:
-            return gateways
+            return found
+        found.extend(items)
+        if _is(served, "number") and len(items) < served:
+            return found
     raise ApiError(
-        f"listing the gateways failed: the API still had more after {MAX_PAGES} pages "
-        f"({len(gateways)} gateways), where this script stops; nothing was written. Delete "
-        "unused gateways, or manage this account with another tool"
+        f"{what} failed: the API still had more after {MAX_PAGES} pages "
+        f"({len(found)} {noun}), where this script stops; nothing was written. Delete "
+        f"unused {noun}, or manage this account with another tool"
     )
+
+
+def _result_list(env: dict) -> tuple:
+    """(items, per_page) of a list whose result is the list (gateways, stored keys)."""
+    info = env.get("result_info")
+    return env.get("result"), info.get("per_page") if isinstance(info, dict) else None
+
+
+def _data_list(key: str):
+    """(items, per_page) of a list whose result is {data: {<key>: [...], per_page}} (routes)."""
+
+    def pick(env: dict) -> tuple:
+        result = env.get("result")
+        data = result.get("data") if isinstance(result, dict) else None
+        data = data if isinstance(data, dict) else {}
+        return data.get(key), data.get("per_page")
+
+    return pick
+
+
+def list_gateways(api: Api) -> list:
+    return all_pages(api, "listing the gateways", "gateways", _result_list)
+
+
+def list_routes(api: Api, gid: str) -> list:
+    return all_pages(
+        api,
+        f"listing the routes of gateway {json.dumps(gid)}",
+        "routes",
+        _data_list("routes"),
+        gid,
+        ("routes",),
+    )
+
+
+def list_keys(api: Api, gid: str) -> list:
+    return all_pages(
+        api,
+        f"listing the stored keys of gateway {json.dumps(gid)}",
+        "stored keys",
+        _result_list,
+        gid,
+        ("provider_configs",),
+    )
+
+
+def send(api: Api, method: str, what: str, body: dict, name: str, gid=None, sub=()) -> dict:
+    """A write whose body the API's schema `name` allows (checked first: exit 2 if not)."""
+    check_body(what, body, name)
+    return (
+        api.request(method, what, gateway_id=gid, sub=sub, body=body, write=True).get("result")
+        or {}
+    )
+
+
+def create_route(api: Api, gid: str, body: dict) -> dict:
+    """POST .../routes: the route, its first version and that version's deployment."""
+    what = f"creating route {json.dumps(body['name'])} of gateway {json.dumps(gid)}"
+    return send(api, "POST", what, body, "route_create", gid, ("routes",))
+
+
+def deploy_route(api: Api, gid: str, route: dict, elements: list) -> None:
+    """A new version of the route with these elements, then its deployment."""
+    rid, label = route["id"], f"route {json.dumps(route.get('name'))} of gateway {json.dumps(gid)}"
+    sub = ("routes", rid)
+    result = send(
+        api,
+        "POST",
+        f"adding a version to {label}",
+        {"elements": elements},
+        "version_create",
+        gid,
+        sub + ("versions",),
+    )
+    version = result.get("version_id")
+    if not isinstance(version, str):  # the SDK's answer names no version: take the newest
+        env = api.request(
+            "GET", f"listing the versions of {label}", gateway_id=gid, sub=sub + ("versions",)
+        )
+        versions = _data_list("versions")(env)[0] or []
+        newest = max(versions, key=lambda v: str(v.get("created_at", "")), default={})
+        version = newest.get("version_id")
+    send(
+        api,
+        "POST",
+        f"deploying the new version of {label}",
+        {"version_id": version},
+        "deployment_create",
+        gid,
+        sub + ("deployments",),
+    )
+
+
+def create_key(api: Api, gid: str, body: dict) -> dict:
+    what = f"storing key {json.dumps(body['alias'])} in gateway {json.dumps(gid)}"
+    return send(api, "POST", what, body, "provider_config_create", gid, ("provider_configs",))
 
 
 def get_gateway(api: Api, gateway_id: str) -> dict:
@@ -754,7 +1074,7 @@ def get_gateway(api: Api, gateway_id: str) -> dict:
 def create_gateway(api: Api, env: str, gw: dict) -> dict:
     what = f"creating gateway {json.dumps(gw['id'])} ({env})"
     try:
-        return api.request("POST", what, body=create_body(gw), write=True).get("result") or {}
+        return send(api, "POST", what, create_body(gw), "gateway_create")
     except ApiError as exc:
         # A timed-out or 5xx create may still have happened: then its retry fails with
         # "already exists". Look before reporting an error.
@@ -772,16 +1092,8 @@ def create_gateway(api: Api, env: str, gw: dict) -> dict:
 
 def update_gateway(api: Api, env: str, gw: dict, current: dict) -> dict:
     """PUT the gateway's current configuration (as read just before) with the file applied."""
-    return (
-        api.request(
-            "PUT",
-            f"updating gateway {json.dumps(gw['id'])} ({env})",
-            gateway_id=gw["id"],
-            body=update_body(current, gw),
-            write=True,
-        ).get("result")
-        or {}
-    )
+    what = f"updating gateway {json.dumps(gw['id'])} ({env})"
+    return send(api, "PUT", what, update_body(current, gw), "gateway_update", gw["id"])
 
 
 def delete_gateway(api: Api, gateway_id: str) -> dict:
@@ -966,7 +1278,7 @@ def cmd_get(args, settings) -> int:
     gid, _ = _target_id(args, settings)
     token = resolve_token()
     account, _ = resolve_account(settings)
-    gw = get_gateway(make_api(args, account, token), gid)
+    gw = masked(get_gateway(make_api(args, account, token), gid))
     print_json(gw) if args.json else print_gateway(gw)
     return EXIT_OK
 
@@ -1033,6 +1345,11 @@ def cmd_delete(args, settings) -> int:
     return EXIT_OK
 
 
+def cmd_plan(args, settings) -> int:
+    args.dry_run = True
+    return cmd_sync(args, settings)
+
+
 def cmd_sync(args, settings) -> int:
     envs = (
         list(settings["gateways"]) if args.env is None else [pick_env(settings, args.env, "sync")]
@@ -1042,55 +1359,212 @@ def cmd_sync(args, settings) -> int:
         return _offline_plan(args, settings, envs)
     account, source = resolve_account(settings)
     api = make_api(args, account, token)
-    existing = {gw.get("id"): gw for gw in list_gateways(api)}  # the one read
-
-    plan = []
-    for env in envs:
-        gw = settings["gateways"][env]
-        current = existing.get(gw["id"])
-        if current is None:
-            plan.append({"env": env, "id": gw["id"], "action": "create", "changes": {}})
-        else:
-            changes = drift(current, gw)
-            plan.append(
-                {
-                    "env": env,
-                    "id": gw["id"],
-                    "action": "update" if changes else "unchanged",
-                    "changes": {k: {"old": o, "new": n} for k, (o, n) in changes.items()},
-                }
-            )
-
+    existing = {gw.get("id"): gw for gw in list_gateways(api)}  # the one read of gateways
+    plan = [plan_gateway(api, env, settings["gateways"][env], existing) for env in envs]
+    if not args.dry_run:
+        refuse_unset_secrets(plan, settings)
     if not args.json:
         out(
             f"account {account} (from {source})"
             + ("; dry run: nothing is written" if args.dry_run else "")
         )
-    done = []
-    failure = None
+    done, failure = [], None
     for item in plan:
-        env, gid, action = item["env"], item["id"], item["action"]
         if not args.json:
-            verb = {
-                "create": "create" if args.dry_run else "creating",
-                "update": "update" if args.dry_run else "updating",
-                "unchanged": "unchanged (matches ai-gateway.toml)",
-            }[action]
-            out(f"{env}: {gid}: {verb}")
-            for key, change in item["changes"].items():
-                out(f"    {key}: {fmt(change['old'])} -> {fmt(change['new'])}")
-        if args.dry_run or action == "unchanged":
+            print_plan_item(item, args.dry_run)
+        if args.dry_run:
             continue
         try:
-            if action == "create":
-                create_gateway(api, env, settings["gateways"][env])
-            else:
-                update_gateway(api, env, settings["gateways"][env], existing[gid])
-            done.append(gid)
+            apply_item(api, item, settings["gateways"][item["env"]])
+            if item["action"] != "unchanged":
+                done.append(item["id"])
         except ApiError as exc:
             failure = exc
             item["error"] = exc.message
             break  # later environments are left for the next sync
+    for item in plan:  # the working fields are not part of the report
+        item.pop("current", None)
+        for entry in item.get("routes", []):
+            entry.pop("current", None)
+    report_sync(args, api, account, plan, failure)
+    if args.dry_run and not args.json:
+        chosen = [settings["gateways"][env] for env in envs]
+        for name in sorted(
+            {n for gw in chosen for n in unset_secrets([gw["settings"], gw["keys"]])}
+        ):
+            out(f"note: {name} is not set here: the secret it holds is not compared")
+    if failure:
+        if done:
+            failure.message += f" (already done: {', '.join(done)})"
+        raise failure
+    return EXIT_OK
+
+
+def plan_gateway(api: Api, env: str, gw: dict, existing: dict) -> dict:
+    """What sync would do to one environment: its gateway, routes and stored keys. Routes and
+    keys are read only when the file names some, and only from a gateway that exists."""
+    current = existing.get(gw["id"])
+    item = {"env": env, "id": gw["id"], "current": current}
+    if current is None:
+        item.update(action="create", changes={})
+    else:
+        changes = drift(current, gw)
+        item.update(
+            action="update" if changes else "unchanged",
+            changes={k: {"old": masked(o), "new": masked(n)} for k, (o, n) in changes.items()},
+        )
+    if gw["routes"]:
+        routes = {r.get("name"): r for r in list_routes(api, gw["id"])} if current else {}
+        item["routes"] = plan_routes(gw["routes"], routes)
+    if gw["keys"]:
+        keys = {k.get("alias"): k for k in list_keys(api, gw["id"])} if current else {}
+        item["provider_configs"] = plan_keys(gw["keys"], keys)
+    return item
+
+
+def plan_routes(wanted: dict, routes: dict) -> list:
+    plan = []
+    for name, body in wanted.items():
+        route = routes.get(name)
+        if route is None:
+            plan.append({"name": name, "action": "add", "changes": []})
+            continue
+        changes = leaf_changes(pruned(route.get("elements")), body["elements"], ("elements",))
+        plan.append(
+            {
+                "name": name,
+                "action": "update" if changes else "unchanged",
+                "changes": [{"path": dotted(p), "old": o, "new": n} for p, o, n in changes],
+                "current": route,
+            }
+        )
+    plan += [{"name": n, "action": "kept", "changes": []} for n in routes if n not in wanted]
+    return plan
+
+
+KEY_FIELDS = ("provider_slug", "default_config", "secret_id", "rate_limit", "rate_limit_period")
+
+
+def plan_keys(wanted: dict, keys: dict) -> list:
+    """Stored keys: the API can add one, not change one (no update in its schema)."""
+    plan = []
+    for alias, body in wanted.items():
+        key = keys.get(alias)
+        if key is None:
+            plan.append({"alias": alias, "action": "add", "changes": {}})
+            continue
+        changes = {
+            f: {"old": key.get(f), "new": body[f]}
+            for f in KEY_FIELDS
+            if f in body and not same_value(f, key.get(f), body[f])
+        }
+        plan.append(
+            {"alias": alias, "action": "differs" if changes else "unchanged", "changes": changes}
+        )
+    plan += [{"alias": a, "action": "kept", "changes": {}} for a in keys if a not in wanted]
+    return plan
+
+
+def masked(value):
+    """A setting for the plan: the value of each secret field shown as ***."""
+    if isinstance(value, dict):
+        return {
+            k: "***" if k in SECRET_FIELDS and v is not None else masked(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    return value
+
+
+def unset_secrets(value) -> list:
+    if isinstance(value, EnvSecret):
+        return [value.variable] if value.unset else []
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [name for v in value for name in unset_secrets(v)]
+    return []
+
+
+def refuse_unset_secrets(plan: list, settings: dict) -> None:
+    """Before the first write: every secret a planned write sends must be set."""
+    for item in plan:
+        gw = settings["gateways"][item["env"]]
+        needed = unset_secrets(gw["settings"]) if item["action"] != "unchanged" else []
+        needed += [
+            name
+            for entry in item.get("provider_configs", [])
+            if entry["action"] == "add"
+            for name in unset_secrets(gw["keys"][entry["alias"]])
+        ]
+        if needed:
+            raise CliError(
+                f"{needed[0]} is not set: sync needs it to write the gateway of "
+                f"{item['env']} ({item['id']}); nothing was written",
+                EXIT_USAGE,
+            )
+
+
+def apply_item(api: Api, item: dict, gw: dict) -> None:
+    """Carry out one environment's plan, exactly as printed."""
+    env = item["env"]
+    if item["action"] == "create":
+        create_gateway(api, env, gw)
+    elif item["action"] == "update":
+        update_gateway(api, env, gw, item["current"])
+    for entry in item.get("routes", []):
+        if entry["action"] == "add":
+            create_route(api, gw["id"], gw["routes"][entry["name"]])
+        elif entry["action"] == "update":
+            deploy_route(api, gw["id"], entry["current"], gw["routes"][entry["name"]]["elements"])
+    for entry in item.get("provider_configs", []):
+        if entry["action"] == "add":
+            create_key(api, gw["id"], gw["keys"][entry["alias"]])
+
+
+VERBS = {  # (dry run, sync)
+    "create": ("create", "creating"),
+    "update": ("update", "updating"),
+    "unchanged": ("unchanged (matches ai-gateway.toml)",) * 2,
+    "add": ("add", "adding"),
+    "kept": ("kept (not in ai-gateway.toml)",) * 2,
+    "differs": (
+        "differs: the API cannot change a stored key; delete it in the dashboard, "
+        "then sync adds it again",
+    )
+    * 2,
+}
+
+
+def print_plan_item(item: dict, dry_run: bool) -> None:
+    head = f"{item['env']}: {item['id']}"
+    out(f"{head}: {VERBS[item['action']][not dry_run]}")
+    for key, change in item["changes"].items():
+        print_changes(
+            leaf_changes(change["old"], change["new"], (key,))
+            or [((key,), "***", "*** (a secret changed)")]
+        )
+    for entry in item.get("routes", []):
+        out(
+            f"{head}: route {entry['name']} (model dynamic/{entry['name']}): "
+            f"{VERBS[entry['action']][not dry_run]}"
+        )
+        print_changes([(c["path"], c["old"], c["new"]) for c in entry["changes"]])
+    for entry in item.get("provider_configs", []):
+        out(f"{head}: stored key {entry['alias']}: {VERBS[entry['action']][not dry_run]}")
+        for field, change in entry["changes"].items():
+            out(f"    {field}: {fmt(change['old'])} -> {fmt(change['new'])}")
+
+
+def print_changes(changes: list) -> None:
+    for path, old, new in changes:
+        secret = any(p in SECRET_FIELDS for p in (path if isinstance(path, tuple) else ()))
+        old, new = ("***", "***") if secret else (old, new)
+        out(f"    {dotted(path) if isinstance(path, tuple) else path}: {fmt(old)} -> {fmt(new)}")
+
+
+def report_sync(args, api: Api, account: str, plan: list, failure) -> None:
     counts = {
         a: sum(1 for i in plan if i["action"] == a) for a in ("create", "update", "unchanged")
     }
@@ -1105,23 +1579,28 @@ def cmd_sync(args, settings) -> int:
                 "writes": api.writes,
             }
         )
-    elif not failure:
-        if args.dry_run:
-            out(
-                f"plan: {counts['create']} to create, {counts['update']} to update, "
-                f"{counts['unchanged']} unchanged"
-            )
-        else:
-            out(
-                f"sync done: {counts['create']} created, {counts['update']} updated, "
-                f"{counts['unchanged']} unchanged ({_count(api.requests, 'API request')}, "
-                f"{_count(api.writes, 'write')})"
-            )
+        return
     if failure:
-        if done:
-            failure.message += f" (already done: {', '.join(done)})"
-        raise failure
-    return EXIT_OK
+        return
+    for kind, label in (("routes", "routes"), ("provider_configs", "stored keys")):
+        entries = [e for i in plan for e in i.get(kind, [])]
+        if entries:
+            tally = {
+                a: sum(1 for e in entries if e["action"] == a)
+                for a in ("add", "update", "differs", "unchanged", "kept")
+            }
+            out(f"{label}: " + ", ".join(f"{n} {a}" for a, n in tally.items() if n))
+    if args.dry_run:
+        out(
+            f"plan: {counts['create']} to create, {counts['update']} to update, "
+            f"{counts['unchanged']} unchanged"
+        )
+    else:
+        out(
+            f"sync done: {counts['create']} created, {counts['update']} updated, "
+            f"{counts['unchanged']} unchanged ({_count(api.requests, 'API request')}, "
+            f"{_count(api.writes, 'write')})"
+        )
 
 
 def _count(n: int, noun: str) -> str:
@@ -1134,7 +1613,9 @@ def _offline_plan(args, settings, envs) -> int:
         {
             "env": env,
             "id": settings["gateways"][env]["id"],
-            "settings": file_settings(settings["gateways"][env]),
+            "settings": masked(settings["gateways"][env]["settings"]),
+            "routes": list(settings["gateways"][env]["routes"]),
+            "provider_configs": list(settings["gateways"][env]["keys"]),
         }
         for env in envs
     ]
@@ -1155,6 +1636,10 @@ def _offline_plan(args, settings, envs) -> int:
         out(f"{item['env']}: {item['id']}")
         for key, value in item["settings"].items():
             out(f"    {key} = {fmt(value)}")
+        for name in item["routes"]:
+            out(f"    route {name} (model dynamic/{name})")
+        for alias in item["provider_configs"]:
+            out(f"    stored key {alias}")
     note(f"To compare with Cloudflare and then sync: {API_ACCESS_HELP}")
     return EXIT_OK
 
@@ -1271,6 +1756,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the plan, write nothing (without a token: show the file)",
     )
+    p = add(
+        "plan",
+        "show what sync would change (sync --dry-run)",
+        "Read the account's gateways (and the routes and stored keys the file names), then "
+        "print per environment what sync would add, change or leave alone; secrets masked. "
+        "Writes nothing: a read-only token (AI Gateway Read) is enough.",
+    )
+    p.add_argument("--env", metavar="NAME", help="only this environment (default: all)")
     return parser
 
 
@@ -1281,6 +1774,7 @@ COMMANDS = {
     "update": cmd_update,
     "delete": cmd_delete,
     "sync": cmd_sync,
+    "plan": cmd_plan,
 }
 
 
@@ -1300,6 +1794,7 @@ def main(argv=None) -> int:
         if args.attempts < 1:
             raise CliError("--attempts must be 1 or more", EXIT_USAGE)
         config = getattr(args, "config", None) or DEFAULT_CONFIG
+        schema("gateway_create")  # the API's rules first: without them nothing is checked
         settings = load_settings(Path(config))
         return COMMANDS[args.command](args, settings)
     except CliError as exc:
