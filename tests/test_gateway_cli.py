@@ -822,3 +822,241 @@ def test_control_characters_are_stripped_from_what_is_printed(fake, config):
     for char in ("\x1b", "\r", "\u202e"):
         assert char not in proc.stdout + proc.stderr
     assert line
+
+
+# ------------------------------------------------------------------ the API's schema is the oracle
+
+def toml_inline(value) -> str:
+    """A value as one-line TOML: inline tables and arrays included."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_inline(v)}"
+                                for k, v in value.items()) + " }" if value else "{}"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_inline(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+# Ten settings the extract's schema refuses (the fake accepted each of them before): the script
+# refuses them before any request, naming the key and the rule, and the fake answers 400 7001.
+SCHEMA_INVALID = [
+    ("retry_delay", 99999, "retry_delay must be from 0 to 5000 (got 99999)"),
+    ("dlp", True, "dlp must be a table (got true)"),
+    ("zdr", "yes", 'zdr must be true or false (got "yes")'),
+    ("workers_ai_billing_mode", "prepaid",
+     'workers_ai_billing_mode must be "postpaid" or "unified" (got "prepaid")'),
+    ("logpush_public_key", "too-short",
+     "logpush_public_key must be 16 to 1024 characters long (got 9)"),
+    ("guardrails", {"prompt": {"S1": "DENY"}, "response": {}},
+     'guardrails.prompt.S1 must be "FLAG" or "BLOCK" (got "DENY")'),
+    ("otel", [{"url": "https://otel.example.com/v1/traces"}],
+     "otel[0].headers is missing (the API requires it)"),
+    ("spend_limits", {"enabled": True, "rules": [{"limit": 10, "limitType": "tokens",
+                                                  "window": 60}]},
+     'spend_limits.rules[0].limitType must be "cost" (got "tokens")'),
+    ("log_management", 500, "log_management must be from 10000 to 10000000 (got 500)"),
+    ("retry_max_attempts", 0, "retry_max_attempts must be from 1 to 5 (got 0)"),
+]
+
+
+def post_raw(fake, path: str, body, method: str = "POST") -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{fake.base_url}/accounts/{ACCOUNT_ID}/ai-gateway/gateways{path}", method=method,
+        data=json.dumps(body).encode(), headers={"Authorization": f"Bearer {TOKEN}",
+                                                 "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.parametrize("key, value, rule", SCHEMA_INVALID, ids=[k for k, _, _ in SCHEMA_INVALID])
+def test_a_setting_the_schema_refuses_is_refused_before_sending_and_by_the_fake(
+        fake, tmp_path, key, value, rule):
+    config = write_config(tmp_path / "ai-gateway.toml")
+    config.write_text(config.read_text() + f"{key} = {toml_inline(value)}\n")
+    assert_failure(cli("sync", fake=fake, config=config), 2,
+                   f"[gateways.production] {rule}")
+    assert fake.requests == []
+
+    status, answer = post_raw(fake, "", create_body("demo-gw", **{key: value}))
+    assert status == 400, answer
+    assert answer["errors"][0]["code"] == 7001 and answer["errors"][0]["path"][0] == key
+    assert fake.gateways.get(ACCOUNT_ID, {}) == {}
+
+
+def test_the_fake_accepts_what_the_schema_allows(fake):
+    """An unknown key and an id in an update body: the extract forbids neither (the script
+    refuses unknown keys in its file all the same, to catch typos)."""
+    assert post_raw(fake, "", create_body("demo-gw", not_in_the_schema=1))[0] == 200
+    status, answer = post_raw(fake, "/demo-gw", {"id": "demo-gw", **SETTINGS}, method="PUT")
+    assert status == 200, answer
+    assert post_raw(fake, "", create_body("demo-gw"))[1]["errors"][0]["path"] == ["id"]
+
+
+def load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ai_gateway_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_shipped_schema_is_the_extracts_and_the_validator_agrees_with_jsonschema():
+    from fake_cloudflare_api import SPEC, body_problems
+
+    shipped = json.loads(SCHEMA.read_text())["operations"]
+    for op in shipped.values():
+        body = SPEC["paths"][op["path"]][op["method"].lower()]["requestBody"]
+        assert op["schema"] == body["content"]["application/json"]["schema"], op["path"]
+        assert "$ref" not in json.dumps(op["schema"])  # the script's validator needs none
+    script = load_script()
+    bodies = [create_body("demo-gw", **{k: v}) for k, v, _ in SCHEMA_INVALID[1:]]
+    bodies += [create_body("demo-gw", retry_delay=70000), create_body("demo-gw", **FULL)]
+    path = "/accounts/x/ai-gateway/gateways"
+    for body in bodies:
+        assert bool(script.schema_errors(body, script.schema("gateway_create"))) == \
+            bool(body_problems("POST", path, body)), body
+
+
+# ------------------------------------------------------------------ the whole surface, rendered
+
+FULL = {  # every gateway setting the file can own besides the basics
+    "dlp": {"enabled": True, "action": "BLOCK", "profiles": ["credit-cards"]},
+    "guardrails": {"prompt": {"S1": "BLOCK", "P1": "FLAG"}, "response": {"S10": "FLAG"}},
+    "spend_limits": {"enabled": True, "rules": [
+        {"id": "daily", "limit": 50, "limitType": "cost", "window": 86400,
+         "technique": "sliding", "metadata": {"caller": {"mode": "partition"}}}]},
+    "logpush": True,
+    "logpush_public_key": "-----BEGIN PUBLIC KEY-----MIIBIjANBg-----END PUBLIC KEY-----",
+    "workers_ai_billing_mode": "unified",
+    "retry_max_attempts": 3,
+    "retry_delay": 500,
+    "retry_backoff": "exponential",
+    "zdr": True,
+    "log_management": 100000,
+    "log_management_strategy": "DELETE_OLDEST",
+}
+OTEL_SECRET = "otel-canary-9d3f61a2c4"
+KEY_SECRET = "sk-canary-4b7e0c9a1f22"
+ROUTE = """
+[routes.support]
+[[routes.support.elements]]
+id = "start"
+type = "start"
+outputs = { next = { elementId = "primary" } }
+[[routes.support.elements]]
+id = "primary"
+type = "model"
+properties = { provider = "openai", model = "gpt-4o-mini", retries = 1, timeout = 30000 }
+outputs = { success = { elementId = "end" }, fallback = { elementId = "backup" } }
+[[routes.support.elements]]
+id = "backup"
+type = "model"
+properties = { provider = "anthropic", model = "claude-haiku-4-5", retries = 0, timeout = 30000 }
+outputs = { success = { elementId = "end" }, fallback = { elementId = "end" } }
+[[routes.support.elements]]
+id = "end"
+type = "end"
+outputs = {}
+"""
+KEYS = """
+[provider_configs.openai-main]
+provider_slug = "openai"
+secret_env = "GATEWAY_OPENAI_KEY"
+default_config = true
+
+[provider_configs.anthropic-main]
+provider_slug = "anthropic"
+secret_id = "0123abcd0123abcd0123abcd0123abcd"
+"""
+
+
+def test_every_section_synced_against_the_schema(fake, render_project):
+    project = render_project(language="python-app")
+    config = project / "ai-gateway.toml"
+    text = config.read_text()
+    head = "\n[gateways.production]\n"
+    own = "".join(f"{k} = {toml_inline(v)}\n" for k, v in FULL.items())
+    otel = ('[[gateways.production.otel]]\nurl = "https://otel.example.com/v1/traces"\n'
+            'headers = { "x-team" = "ai" }\nauthorization_env = "OTEL_EXPORTER_TOKEN"\n'
+            'content_type = "json"\n')
+    text = text.replace(head, head + own, 1)
+    text = text.replace("\n# More settings", "\n" + otel + "\n# More settings", 1)
+    config.write_text(text + ROUTE + KEYS)
+    script = project / "scripts" / "ai_gateway.py"
+    secrets = {"OTEL_EXPORTER_TOKEN": OTEL_SECRET, "GATEWAY_OPENAI_KEY": KEY_SECRET}
+    env = base_env(fake, **secrets)
+    # The gateway exists, with a setting made in the dashboard that the file does not name.
+    fake.seed(**create_body("demo-gw", log_classification=True, store_id="st-1"))
+
+    def run(*args, token=TOKEN, **extra):
+        proc = cli(*args, script=script, env={**env, "CLOUDFLARE_API_TOKEN": token, **extra})
+        assert OTEL_SECRET not in proc.stdout + proc.stderr
+        assert KEY_SECRET[4:] not in proc.stdout + proc.stderr
+        return proc
+
+    plan = run("plan", token=READ_ONLY_TOKEN)  # the pull request's token is enough
+    assert plan.returncode == 0, plan.stderr
+    assert "production: demo-gw: update\n" in plan.stdout
+    assert "    dlp.action: - -> BLOCK" in plan.stdout
+    assert "    otel[0].authorization: *** -> ***" in plan.stdout
+    assert "production: demo-gw: route support (model dynamic/support): add" in plan.stdout
+    assert "production: demo-gw: stored key openai-main: add" in plan.stdout
+    assert fake.writes() == []
+
+    fake.requests.clear()
+    first = run("sync")
+    assert first.returncode == 0, first.stderr
+    assert [(r.method, r.status) for r in fake.requests] == [
+        ("GET", 200), ("GET", 200), ("GET", 200), ("PUT", 200), ("POST", 200), ("POST", 200),
+        ("POST", 200)]
+    gw = fake.gateways[ACCOUNT_ID]["demo-gw"]
+    assert gw["log_classification"] is True and gw["store_id"] == "st-1"  # survived
+    assert {k: gw[k] for k in FULL} == FULL
+    assert gw["otel"][0]["authorization"] == OTEL_SECRET
+    assert fake.stored_secrets == {("demo-gw", "openai-main"): KEY_SECRET}
+    (route,) = gw["routes"].values()
+    assert route["name"] == "support" and route["elements"][1]["properties"]["model"] == \
+        "gpt-4o-mini"
+
+    fake.requests.clear()
+    second = run("sync", "--json")
+    assert fake.writes() == [] and [r.method for r in fake.requests] == ["GET"] * 3
+    report = json.loads(second.stdout)["gateways"][0]
+    assert report["action"] == "unchanged"
+    assert {r["action"] for r in report["routes"] + report["provider_configs"]} == {"unchanged"}
+
+    # A spend-limit change: one write, shown in the plan first.
+    config.write_text(config.read_text().replace('"limit" = 50', '"limit" = 80'))
+    assert "    spend_limits.rules[0].limit: 50 -> 80" in run("plan").stdout
+    fake.requests.clear()
+    assert run("sync").returncode == 0
+    assert [(r.method, r.path.rsplit("/", 1)[1]) for r in fake.writes()] == [("PUT", "demo-gw")]
+    assert fake.requests[-1].body["spend_limits"]["rules"][0]["limit"] == 80
+
+    # A route change: one new version and its deployment (the API has no single call for it).
+    config.write_text(config.read_text().replace('"gpt-4o-mini"', '"gpt-4.1-mini"'))
+    shown = run("plan").stdout
+    assert "route support (model dynamic/support): update" in shown
+    assert "    elements[1].properties.model: gpt-4o-mini -> gpt-4.1-mini" in shown
+    fake.requests.clear()
+    assert run("sync").returncode == 0
+    assert [r.path.rsplit("/", 1)[1] for r in fake.writes()] == ["versions", "deployments"]
+    assert all(r.status == 200 for r in fake.requests)
+    (route,) = fake.gateways[ACCOUNT_ID]["demo-gw"]["routes"].values()
+    assert route["elements"][1]["properties"]["model"] == "gpt-4.1-mini"
+    fake.requests.clear()
+    assert run("sync").returncode == 0 and fake.writes() == []
+
+    # Without the exporter's secret, the plan still runs (not compared); sync writes nothing.
+    gw["collect_logs"] = False  # drift in the dashboard
+    fake.requests.clear()
+    unset = run("plan", OTEL_EXPORTER_TOKEN="")
+    assert "note: OTEL_EXPORTER_TOKEN is not set here" in unset.stdout
+    assert_failure(run("sync", OTEL_EXPORTER_TOKEN=""), 2, "OTEL_EXPORTER_TOKEN is not set")
+    assert fake.writes() == []

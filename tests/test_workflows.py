@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ACCOUNT_ID, TEMPLATE_ROOT, render
-from fake_cloudflare_api import GATEWAYS, LIST, TOKEN, FakeCloudflareAPI
+from fake_cloudflare_api import GATEWAYS, LIST, READ_ONLY_TOKEN, TOKEN, FakeCloudflareAPI
 from worker_toolchain import (
     CI_VARIANT,
     METRICS,
@@ -383,12 +383,44 @@ def run_step(step: dict, project: Path, summary: Path, **env: str) -> subprocess
                           cwd=project, env=full_env, capture_output=True, text=True, timeout=60)
 
 
+def pull_request_toml(project: Path) -> None:
+    """Where the plan job's second checkout puts the pull request's ai-gateway.toml."""
+    (project / "pull-request").mkdir(exist_ok=True)
+    (project / "pull-request/ai-gateway.toml").write_text((project / "ai-gateway.toml").read_text())
+
+
+def test_the_pull_request_job_holds_no_edit_token_and_runs_no_pull_request_code(projects):
+    workflow = load(projects["python-1env"] / ".github/workflows/gateway.yml")
+    plan, sync = workflow["jobs"]["plan"], workflow["jobs"]["sync"]
+    text = json.dumps(plan)
+    assert "secrets.CLOUDFLARE_API_TOKEN }}" not in text and "environment" not in plan
+    assert re.findall(r"secrets\.\w+", text) == ["secrets.CLOUDFLARE_API_TOKEN_READ"]
+    base, pull_request, step = plan["steps"]
+    # The code that runs is the base branch's: the first checkout, at the job's root.
+    assert base["with"] == {"ref": "${{ github.event.pull_request.base.sha }}",
+                            "persist-credentials": False}
+    # The pull request brings one file, read as data, into its own folder.
+    assert pull_request["with"] == {"ref": "${{ github.event.pull_request.head.sha }}",
+                                    "path": "pull-request", "sparse-checkout": "ai-gateway.toml",
+                                    "sparse-checkout-cone-mode": False,
+                                    "persist-credentials": False}
+    commands = [line.strip() for line in step["run"].splitlines() if "python" in line]
+    assert commands == ["python3 scripts/ai_gateway.py plan --config "
+                        "pull-request/ai-gateway.toml > plan.txt 2>&1 || status=$?"]
+    assert "pull-request/" not in step["run"].replace("--config pull-request/ai-gateway.toml", "")
+    # Writes happen on main only, in the protected environment that holds the Edit token.
+    assert sync["environment"] == "ai-gateway"
+    assert "refs/heads/main" in sync["if"]
+    assert sync["steps"][-1]["env"]["CLOUDFLARE_API_TOKEN"] == "${{ secrets.CLOUDFLARE_API_TOKEN }}"
+
+
 def test_gateway_workflow_triggers_on_the_settings_file(projects):
     workflow = load(projects["worker-1env"] / ".github/workflows/gateway.yml")
     assert workflow["on"]["pull_request"] == {"paths": ["ai-gateway.toml"]}
     assert workflow["on"]["push"] == {"branches": ["main"], "paths": ["ai-gateway.toml"]}
     assert workflow["jobs"]["plan"]["if"] == "github.event_name == 'pull_request'"
-    assert workflow["jobs"]["sync"]["if"] == "github.event_name != 'pull_request'"
+    assert workflow["jobs"]["sync"]["if"] == \
+        "github.event_name != 'pull_request' && github.ref == 'refs/heads/main'"
     # The same file in both targets.
     assert (projects["python-1env"] / ".github/workflows/gateway.yml").read_text() == \
         (projects["worker-1env"] / ".github/workflows/gateway.yml").read_text()
@@ -398,20 +430,21 @@ def test_gateway_workflow_triggers_on_the_settings_file(projects):
 def test_gateway_plan_step_writes_the_dry_run_to_the_job_summary(projects, variant, tmp_path):
     project = projects[variant]
     step = gateway_step(project, "plan")
-    assert step["env"] == {"CLOUDFLARE_API_TOKEN": "${{ secrets.CLOUDFLARE_API_TOKEN }}",
+    assert step["env"] == {"CLOUDFLARE_API_TOKEN": "${{ secrets.CLOUDFLARE_API_TOKEN_READ }}",
                            "CLOUDFLARE_ACCOUNT_ID": "${{ vars.CLOUDFLARE_ACCOUNT_ID }}"}
     summary = tmp_path / "summary.md"
+    pull_request_toml(project)
     environments = VARIANTS[variant].get("environments", ["production"])
 
     with FakeCloudflareAPI() as api:
-        result = run_step(step, project, summary, CLOUDFLARE_API_TOKEN=TOKEN,
+        result = run_step(step, project, summary, CLOUDFLARE_API_TOKEN=READ_ONLY_TOKEN,
                           CLOUDFLARE_API_BASE_URL=api.base_url, CLOUDFLARE_ACCOUNT_ID=ACCOUNT_ID)
         calls = api.calls()
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert calls == [LIST]  # a plan reads, never writes
+    assert calls == [LIST]  # a plan reads, never writes: the read-only token is enough
     text = summary.read_text()
-    assert text.startswith("### Gateway plan (`sync --dry-run`, exit code 0)\n\n```\n")
+    assert text.startswith("### Gateway plan (`plan`, exit code 0)\n\n```\n")
     assert text.endswith("```\n")
     for env in environments:
         assert env in text
@@ -422,6 +455,7 @@ def test_gateway_plan_step_without_a_token_shows_the_file(projects, tmp_path):
     """A pull request from a fork gets no secrets: the plan shows the settings, uncompared."""
     project = projects["worker-1env"]
     summary = tmp_path / "summary.md"
+    pull_request_toml(project)
 
     result = run_step(gateway_step(project, "plan"), project, summary, CLOUDFLARE_API_TOKEN="")
 
@@ -482,10 +516,13 @@ def test_worker_readme_lists_every_secret_and_environment_to_set(projects):
 
 def test_python_readme_says_the_image_needs_no_secret(projects):
     section = ci_section(projects["python-1env"])
-    assert "| `CLOUDFLARE_API_TOKEN` | repository secret | `gateway.yml`: **AI Gateway: Read + Edit** |" \
-        in section
+    assert "| `CLOUDFLARE_API_TOKEN_READ` | repository secret | `gateway.yml`'s pull-request plan: " \
+        "**AI Gateway: Read** only |" in section
+    assert "| `ai-gateway` | environment | `gateway.yml`'s `sync` on `main`; its secret " \
+        "`CLOUDFLARE_API_TOKEN`: **AI Gateway: Read + Edit**" in section
+    assert "| `CLOUDFLARE_API_TOKEN` | repository secret |" not in section  # the image needs none
     assert "`GITHUB_TOKEN` pushes\nto GHCR" in section
-    assert "| environment |" not in section
+    assert "| environment | `deploy.yml`" not in section
 
 
 # ---- this template repository's own workflows ------------------------------------------
