@@ -976,9 +976,26 @@ secret_id = "0123abcd0123abcd0123abcd0123abcd"
 """
 
 
-def test_every_section_synced_against_the_schema(fake, render_project):
+def examples_are_valid(config: Path, tmp_path: Path) -> None:
+    """The file's commented examples, uncommented, are a valid settings file."""
+    text = config.read_text()
+    tail = text[text.index("\n# More settings"):].splitlines()
+    code = [line[4:] for line in tail if line.startswith("#   ") and line[4:5] != " "]
+    first = next(i for i, line in enumerate(code) if line.startswith("["))
+    head = "\n[gateways.production]\n"
+    settings = text.replace(head, head + "\n".join(code[:first]) + "\n", 1)
+    example = tmp_path / "examples.toml"
+    example.write_text(settings + "\n".join(code[first:]) + "\n")
+    loaded = load_script().load_settings(example)["gateways"]["production"]
+    assert {"dlp", "guardrails", "spend_limits", "otel", "zdr", "logpush_public_key"} <= \
+        set(loaded["settings"])
+    assert list(loaded["routes"]) == ["support"] and list(loaded["keys"]) == ["openai-main"]
+
+
+def test_every_section_synced_against_the_schema(fake, render_project, tmp_path):
     project = render_project(language="python-app")
     config = project / "ai-gateway.toml"
+    examples_are_valid(config, tmp_path)
     text = config.read_text()
     head = "\n[gateways.production]\n"
     own = "".join(f"{k} = {toml_inline(v)}\n" for k, v in FULL.items())
@@ -987,6 +1004,7 @@ def test_every_section_synced_against_the_schema(fake, render_project):
             'content_type = "json"\n')
     text = text.replace(head, head + own, 1)
     text = text.replace("\n# More settings", "\n" + otel + "\n# More settings", 1)
+    assert otel in text
     config.write_text(text + ROUTE + KEYS)
     script = project / "scripts" / "ai_gateway.py"
     secrets = {"OTEL_EXPORTER_TOKEN": OTEL_SECRET, "GATEWAY_OPENAI_KEY": KEY_SECRET}
