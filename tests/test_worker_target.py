@@ -47,12 +47,14 @@ MULTI_ENV = sorted(name for name, answers in VARIANTS.items() if len(answers.get
 WORKER_FILES = {
     "package.json", "tsconfig.json", "vitest.config.ts", ".dev.vars.example", "biome.json",
     ".editorconfig", ".nvmrc", ".npmrc",
-    "src/index.ts", "src/config.ts", "src/gateway.ts", "src/gateway-options.ts", "src/http.ts",
-    "src/chat-request.ts", "src/providers.ts", "src/providers/openai.ts", "src/settings.ts",
-    "src/caller-auth.ts", "src/openai-compatible.ts",
-    "test/chat.test.ts", "test/contract.test.ts", "test/providers.test.ts",
-    "test/gateway-options.test.ts", "test/helpers.ts",
+    "src/index.ts", "src/settings.ts", "src/gateway.ts", "src/errors.ts", "src/streaming.ts",
+    "src/auth.ts", "src/request-log.ts", "src/chat-request.ts", "src/providers.ts",
+    "src/providers/openai.ts", "src/openai-compatible.ts", "src/openapi.json",
+    "test/chat.test.ts", "test/contract.test.ts", "test/providers.test.ts", "test/gateway.test.ts",
+    "test/limits.test.ts", "test/request-log.test.ts", "test/streaming.test.ts", "test/helpers.ts",
 }
+# Workers Logs (the one JSON line per request) and traces, at the top level and in every environment.
+OBSERVABILITY = {"enabled": True, "logs": {"enabled": True, "invocation_logs": True}, "traces": {"enabled": True}}
 PROVIDER_FILES = {p: {f"src/providers/{p}.ts"} for p in ALL_PROVIDERS}
 DEFAULT_MODELS = {
     "openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "google-ai-studio": "gemini-2.5-flash",
@@ -83,14 +85,15 @@ def test_worker_renders_its_files_and_no_python_ones(rendered, name):
     assert "pyproject.toml" not in files and ".env.example" not in files
     assert not any(f.startswith(("tests/", "src/demo_svc")) for f in files)
     answers = RENDERED[name]
-    config = (project / "src/config.ts").read_text()
+    config = (project / "src/settings.ts").read_text()
     assert f'export const AUTH_MODE: AuthMode = "{answers["auth_mode"]}";' in config
     authenticated = answers.get("gateway_authentication", True)
     assert f"export const GATEWAY_AUTHENTICATION: boolean = {str(authenticated).lower()};" in config
     caller_auth = answers.get("caller_auth", "api-key")
     assert f'export const CALLER_AUTH: CallerAuth = "{caller_auth}";' in config
     # Plain web-platform code: no SDK outside the provider modules and the one chat helper.
-    for module in ["src/http.ts", "src/chat-request.ts", "src/index.ts", "src/gateway.ts", "src/settings.ts"]:
+    for module in ["src/errors.ts", "src/streaming.ts", "src/chat-request.ts", "src/index.ts", "src/gateway.ts",
+                   "src/settings.ts", "src/request-log.ts", "src/auth.ts"]:
         assert ' from "openai"' not in (project / module).read_text(), module
 
 
@@ -157,9 +160,9 @@ def test_wrangler_toml_values(rendered):
     assert "ai" not in config  # no workers-ai: no AI binding, so `wrangler dev` needs no login
     assert config["vars"] == {
         "CLOUDFLARE_ACCOUNT_ID": ACCOUNT_ID, "AI_GATEWAY_ID": "demo-gw", "ALLOWED_MODELS": "gpt-4o-mini",
-        "MAX_BODY_BYTES": "1048576", "REQUEST_TIMEOUT_SECONDS": "60",
+        "MAX_BODY_BYTES": "1048576", "MAX_UPSTREAM_BYTES": "4194304", "REQUEST_TIMEOUT_SECONDS": "60",
     }
-    assert config["observability"] == {"enabled": True}
+    assert config["observability"] == OBSERVABILITY
     assert "env" not in config  # one environment: the top level is it
     assert "README" not in (rendered("unified-billing") / "wrangler.toml").read_text()
 
@@ -223,8 +226,10 @@ def test_environments(rendered):
         assert section["vars"] == {
             "CLOUDFLARE_ACCOUNT_ID": "", "AI_GATEWAY_ID": gateway,
             "ALLOWED_MODELS": ",".join(DEFAULT_MODELS.values()),
-            "MAX_BODY_BYTES": "1048576", "REQUEST_TIMEOUT_SECONDS": "60",
+            "MAX_BODY_BYTES": "1048576", "MAX_UPSTREAM_BYTES": "4194304", "REQUEST_TIMEOUT_SECONDS": "60",
         }
+        assert section["observability"] == OBSERVABILITY  # set in each environment, not left to inheritance
+    assert config["observability"] == OBSERVABILITY
     scripts = json.loads((project / "package.json").read_text())["scripts"]
     assert scripts["deploy"] == "wrangler deploy --env production"
     for env in ALL_ENVIRONMENTS:

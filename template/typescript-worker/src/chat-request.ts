@@ -1,5 +1,8 @@
-import { type GatewayOptions, gatewayResult, parseGatewayOptions } from "./gateway-options";
-import { BadRequestError, readJson } from "./http";
+// The body of a chat request, read and checked, and the answer a chat route gives.
+import { BadRequestError, HttpError } from "./errors";
+import { type GatewayOptions, type GatewayResult, isHeaderText, parseGatewayOptions, type Upstream } from "./gateway";
+import type { Settings } from "./settings";
+import { type Piece, readBounded } from "./streaming";
 
 /** One message of a conversation, as OpenAI's chat completions API names its parts. */
 export interface ChatMessage {
@@ -17,12 +20,54 @@ export interface ChatRequest {
   gateway: GatewayOptions;
 }
 
-/** What a provider route gets: the checked request, the model to use, the settings, the deadline. */
+/** What a provider route gets: the checked request, the model to use, the settings, the way out. */
 export interface ChatCall {
   input: ChatRequest;
   model: string;
-  env: Env;
-  deadline: AbortSignal;
+  env: Settings;
+  /** Every call to the gateway goes through it: its rules, its deadline, its byte cap. */
+  upstream: Upstream;
+}
+
+/** What a provider answers: the whole reply, or its pieces as they come (`"stream": true`). */
+export type ChatOutcome = { reply: string; model: string; usage: unknown } | { pieces: AsyncIterable<Piece> };
+
+/** The deepest nesting of arrays and objects a request body may have. */
+export const MAX_DEPTH = 64;
+
+/** Whether `value` nests arrays and objects deeper than `MAX_DEPTH` (checked without recursion). */
+export function tooDeep(value: unknown): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const [node, depth] = item;
+    if (typeof node !== "object" || node === null) continue;
+    if (depth > MAX_DEPTH) return true;
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+/**
+ * The body of a JSON request, read under `maxBytes` and `signal`: 415 unless it is
+ * `application/json`, 413 past the limit (by Content-Length, then by the bytes read), 400 unless
+ * it parses and nests at most `MAX_DEPTH` levels.
+ */
+export async function readJson(request: Request, maxBytes: number, signal: AbortSignal): Promise<unknown> {
+  const type = (request.headers.get("content-type") ?? "").split(";")[0]?.trim().toLowerCase();
+  if (type !== "application/json") {
+    throw new HttpError(415, 'send the body as JSON with "content-type: application/json"');
+  }
+  const tooLarge = () => new HttpError(413, `the request body is larger than ${maxBytes} bytes (MAX_BODY_BYTES)`);
+  if (Number(request.headers.get("content-length") ?? "0") > maxBytes) throw tooLarge();
+  const bytes = await readBounded(request.body, maxBytes, tooLarge, signal);
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw new BadRequestError("the request body must be JSON");
+  }
+  if (tooDeep(body)) throw new BadRequestError(`the request body is nested deeper than ${MAX_DEPTH} levels`);
+  return body;
 }
 
 /**
@@ -49,16 +94,27 @@ export async function readChatRequest(request: Request, maxBytes: number, deadli
   if (stream !== undefined && typeof stream !== "boolean") {
     throw new BadRequestError('"stream" must be true or false');
   }
+  return {
+    messages: chat,
+    model: model as string | undefined,
+    stream: stream === true,
+    gateway: options(request, gateway),
+  };
+}
+
+/** The body's gateway options; a caller's own trace id (request header) wins over the body's. */
+function options(request: Request, gateway: unknown): GatewayOptions {
   let options: GatewayOptions;
   try {
     options = parseGatewayOptions(gateway);
   } catch (err) {
     throw new BadRequestError(err instanceof Error ? err.message : String(err));
   }
-  // A caller's own trace id (request header) wins over the body's.
   const eventId = request.headers.get("cf-aig-event-id");
-  if (eventId) options = { ...options, eventId };
-  return { messages: chat, model: model as string | undefined, stream: stream === true, gateway: options };
+  if (eventId === null) return options;
+  if (!isHeaderText(eventId))
+    throw new BadRequestError("header cf-aig-event-id must be 1 to 256 printable ASCII characters");
+  return { ...options, eventId };
 }
 
 function isMessage(value: unknown): boolean {
@@ -70,8 +126,7 @@ function isMessage(value: unknown): boolean {
 }
 
 /** The gateway's answer headers, copied onto ours so callers can find the log entry. */
-export function resultHeaders(response: { headers: Headers }): Record<string, string> {
-  const { logId, cacheStatus } = gatewayResult(response);
+export function resultHeaders({ logId, cacheStatus }: GatewayResult): Record<string, string> {
   return {
     ...(logId ? { "cf-aig-log-id": logId } : {}),
     ...(cacheStatus ? { "cf-aig-cache-status": cacheStatus } : {}),
@@ -92,7 +147,7 @@ export function chatAnswer(
   reply: string,
   model: string,
   usage: unknown,
-  result: { logId: string | null; cacheStatus: string | null },
+  result: GatewayResult,
 ): Record<string, unknown> {
   return {
     reply,

@@ -1,54 +1,103 @@
-import { requireApiKey } from "./caller-auth";
-import { readChatRequest } from "./chat-request";
-import { CALLER_AUTH } from "./config";
-import { BadRequestError, errorResponse, HttpError, json, timedOut } from "./http";
+import { requireApiKey } from "./auth";
+import { type ChatOutcome, type ChatRequest, chatAnswer, readChatRequest, resultHeaders } from "./chat-request";
+import { BadRequestError, errorResponse, HttpError, json, notAllowed, timedOut } from "./errors";
+import { Upstream } from "./gateway";
+import document from "./openapi.json";
 import { PROVIDERS, type Provider } from "./providers";
-import { allowedModels, maxBodyBytes, requestTimeoutSeconds } from "./settings";
+import { RequestLog, usageOf } from "./request-log";
+import { allowedModels, CALLER_AUTH, limits } from "./settings";
+import { eventStream } from "./streaming";
 
 /**
- * Routes: `GET /health` (open); `POST /chat` (OpenAI) and `POST /chat/<provider>` for each
- * provider in src/providers.ts. Every answer is JSON, or server-sent events with
- * `"stream": true`; errors are `{"error": "..."}` with the status the README lists.
+ * Routes: `GET /health` and `GET /openapi.json` (open); `POST /chat` (OpenAI) and
+ * `POST /chat/<provider>` for each provider in src/providers.ts. Every answer is JSON, or
+ * server-sent events with `"stream": true`; errors are `{"error": "..."}` with the status the
+ * README lists. Each request writes one log line (src/request-log.ts).
  */
 export default {
   async fetch(request, env): Promise<Response> {
+    const log = new RequestLog(request, CALLER_AUTH === "none" ? "anonymous" : null);
     try {
-      return await route(request, env);
+      const response = await route(request, env, log);
+      if (!log.streaming) log.end(response.status, null);
+      return response;
     } catch (err) {
-      return errorResponse(err);
+      if (!(err instanceof HttpError)) console.error("unexpected error", err);
+      const response = errorResponse(err);
+      log.end(response.status, err instanceof HttpError ? err.kind : "internal");
+      return response;
     }
   },
 } satisfies ExportedHandler<Env>;
 
-async function route(request: Request, env: Env): Promise<Response> {
-  const { pathname } = new URL(request.url);
-  if (pathname === "/health" && request.method === "GET") {
-    return json({ status: "ok", providers: [...PROVIDERS.keys()] });
-  }
-  if (CALLER_AUTH === "api-key") await requireApiKey(request, env);
-  if (pathname === "/health") throw notAllowed(request, "GET");
+/** The routes any caller may read with GET, no key needed. */
+const OPEN: Record<string, () => Response> = {
+  "/health": () => json({ status: "ok", providers: [...PROVIDERS.keys()] }),
+  "/openapi.json": () => json(document),
+};
 
+async function route(request: Request, env: Env, log: RequestLog): Promise<Response> {
+  const { pathname } = new URL(request.url);
+  const open = Object.hasOwn(OPEN, pathname) ? OPEN[pathname] : undefined;
   const match = /^\/chat(?:\/([^/]+))?$/.exec(pathname);
-  const provider = match ? PROVIDERS.get(match[1] ?? "openai") : undefined;
+  const name = match ? (match[1] ?? "openai") : "";
+  const provider = PROVIDERS.get(name);
+  if (open) log.set({ route: pathname });
+  if (provider) log.set({ route: match?.[1] === undefined ? "/chat" : "/chat/{provider}", provider: name });
+  if (open && request.method === "GET") return open();
+  if (CALLER_AUTH === "api-key") {
+    await requireApiKey(request, env);
+    log.set({ caller: "default" });
+  }
+  if (open) throw notAllowed(request, "GET");
   if (!provider) throw new HttpError(404, `no route for ${request.method} ${pathname}`);
   if (request.method !== "POST") throw notAllowed(request, "POST");
-
-  const limit = maxBodyBytes(env);
-  return withDeadline(requestTimeoutSeconds(env), (deadline) => chat(request, env, provider, limit, deadline));
+  return chat(request, env, provider, log);
 }
 
-async function chat(request: Request, env: Env, provider: Provider, limit: number, deadline: AbortSignal) {
-  const input = await readChatRequest(request, limit, deadline);
-  const model = input.model ?? provider.defaultModel;
-  if (!allowedModels(env, provider.defaultModel).includes(model)) {
-    throw new BadRequestError(`model ${JSON.stringify(model)} is not allowed (ALLOWED_MODELS)`);
+async function chat(request: Request, env: Env, provider: Provider, log: RequestLog): Promise<Response> {
+  const { maxBodyBytes, maxUpstreamBytes, timeoutSeconds } = limits(env);
+  return withDeadline(timeoutSeconds, async (deadline) => {
+    const input = await readChatRequest(request, maxBodyBytes, deadline);
+    const model = input.model ?? provider.defaultModel;
+    if (!allowedModels(env, provider.defaultModel).includes(model)) {
+      throw new BadRequestError(`model ${JSON.stringify(model)} is not allowed (ALLOWED_MODELS)`);
+    }
+    log.set({ model, stream: input.stream });
+    const upstream = new Upstream(deadline, maxUpstreamBytes);
+    let outcome: ChatOutcome;
+    try {
+      outcome = await provider.chat({ input, model, env, upstream });
+    } catch (err) {
+      throw upstream.error(err);
+    } finally {
+      const { logId, cacheStatus } = upstream.result;
+      log.set({ upstream_ms: upstream.ms, log_id: logId, cache_status: cacheStatus });
+    }
+    return answer(input, model, outcome, upstream, log);
+  });
+}
+
+/** The one way a provider's outcome becomes the answer: JSON, or the service's own events. */
+function answer(input: ChatRequest, model: string, outcome: ChatOutcome, upstream: Upstream, log: RequestLog) {
+  const headers = resultHeaders(upstream.result);
+  if ("pieces" in outcome) {
+    log.streaming = true;
+    const end = { model, usage: null, ...upstream.result };
+    return eventStream(
+      outcome.pieces,
+      end,
+      upstream,
+      (ended, error) => {
+        log.set({ usage: usageOf(ended.usage) });
+        log.end(200, error);
+      },
+      headers,
+    );
   }
-  return provider.chat({ input, model, env, deadline });
-}
-
-function notAllowed(request: Request, allow: string): HttpError {
-  const { pathname } = new URL(request.url);
-  return new HttpError(405, `method ${request.method} not allowed on ${pathname}`, {}, { allow });
+  upstream.close(); // the answer is read: nothing stays open
+  log.set({ usage: usageOf(outcome.usage) });
+  return json(chatAnswer(input, outcome.reply, outcome.model, outcome.usage, upstream.result), 200, headers);
 }
 
 /**

@@ -1,8 +1,8 @@
 import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { AUTH_MODE, GATEWAY_AUTHENTICATION } from "../src/config";
 import worker from "../src/index";
 import { PROVIDERS } from "../src/providers";
+import { AUTH_MODE, GATEWAY_AUTHENTICATION } from "../src/settings";
 import { chatRequest, completion, gatewaySideHeaders, outbound, stubFetch } from "./helpers";
 
 const DEFAULT_OPENAI_MODEL = PROVIDERS.get("openai")?.defaultModel;

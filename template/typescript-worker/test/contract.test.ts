@@ -1,7 +1,8 @@
 import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { CALLER_AUTH, GATEWAY_AUTHENTICATION } from "../src/config";
 import worker from "../src/index";
+import document from "../src/openapi.json";
+import { CALLER_AUTH, GATEWAY_AUTHENTICATION } from "../src/settings";
 import { CALLER_HEADERS, chatRequest, completion, type IncomingRequest, outbound, stubFetch } from "./helpers";
 
 // The HTTP contract of the README ("Routes"): status codes, caller authentication, limits,
@@ -46,12 +47,14 @@ if (CALLER_AUTH === "api-key")
       expect(res.status).toBe(200);
     });
 
-    it("needs the key on every route but GET /health, unknown ones included", async () => {
+    it("needs the key on every route but GET /health and GET /openapi.json, unknown ones included", async () => {
       const spy = stubFetch();
       expect((await exports.default.fetch("https://worker.test/health")).status).toBe(200);
+      expect((await exports.default.fetch("https://worker.test/openapi.json")).status).toBe(200);
       for (const [method, path] of [
         ["GET", "/chat"],
         ["POST", "/health"],
+        ["POST", "/openapi.json"],
         ["POST", "/chat/constructor"],
         ["GET", "/nope"],
       ] as const) {
@@ -99,11 +102,27 @@ describe("routes", () => {
     ["GET", "/chat", "POST"],
     ["PUT", "/chat/openai", "POST"],
     ["POST", "/health", "GET"],
+    ["POST", "/openapi.json", "GET"],
+    ["DELETE", "/openapi.json", "GET"],
   ])("answers 405 for %s %s", async (method, path, allow) => {
     const res = await exports.default.fetch(`https://worker.test${path}`, { method, headers: CALLER_HEADERS });
     expect(res.status).toBe(405);
     expect(res.headers.get("allow")).toBe(allow);
     expect(await res.json()).toEqual({ error: `method ${method} not allowed on ${path}` });
+  });
+});
+
+describe("GET /openapi.json", () => {
+  it("serves the HTTP contract as OpenAPI 3.1, with no key and no call out", async () => {
+    const spy = stubFetch();
+    const res = await exports.default.fetch("https://worker.test/openapi.json");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/json");
+    const served = (await res.json()) as { openapi: string; paths: Record<string, unknown> };
+    expect(served).toEqual(document);
+    expect(served.openapi).toBe("3.1.0");
+    expect(Object.keys(served.paths)).toEqual(expect.arrayContaining(["/health", "/openapi.json", "/chat"]));
+    expect(spy).not.toHaveBeenCalled();
   });
 });
 
@@ -185,6 +204,8 @@ describe("settings are checked before anything is sent", () => {
     ["AI_GATEWAY_BASE_URL", "http://gateway.example/v1"],
     ["AI_GATEWAY_BASE_URL", "ftp://127.0.0.1/v1"],
     ["MAX_BODY_BYTES", "lots"],
+    ["MAX_UPSTREAM_BYTES", "0"],
+    ["MAX_UPSTREAM_BYTES", "4 MiB"],
     ["REQUEST_TIMEOUT_SECONDS", "-1"],
     ["REQUEST_TIMEOUT_SECONDS", "soon"],
   ])("answers 500 naming %s for %j", async (name, value) => {

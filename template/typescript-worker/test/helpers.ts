@@ -1,5 +1,5 @@
 import { type MockInstance, vi } from "vitest";
-import { CALLER_AUTH } from "../src/config";
+import { CALLER_AUTH } from "../src/settings";
 
 /** One outbound request the Worker made, read back from the stubbed `fetch`. */
 export interface Outbound {
@@ -91,3 +91,39 @@ export const FAKE = {
   anthropic: "test-anthropic-key",
   google: "test-google-key",
 } as const;
+
+/**
+ * Captures the request log from here on (console.log, kept off the test output): call it in
+ * the test itself, then read the lines written so far with the function it returns.
+ */
+export function captureLog(): () => Record<string, unknown>[] {
+  const spy = vi.spyOn(console, "log").mockImplementation(() => {});
+  return () => spy.mock.calls.map((args) => JSON.parse(String(args[0])) as Record<string, unknown>);
+}
+
+/**
+ * An upstream body that never ends: `chunk` again on every read, as fast as it is read.
+ * `pulled` counts the bytes handed out; `cancelled` resolves when the reader gives up.
+ */
+export function endless(chunk: string): {
+  body: ReadableStream<Uint8Array>;
+  pulled: () => number;
+  cancelled: Promise<void>;
+} {
+  const bytes = new TextEncoder().encode(chunk);
+  let pulled = 0;
+  let cancel = () => {};
+  const cancelled = new Promise<void>((resolve) => {
+    cancel = resolve;
+  });
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      pulled += bytes.byteLength;
+      controller.enqueue(bytes);
+    },
+    cancel() {
+      cancel();
+    },
+  });
+  return { body, pulled: () => pulled, cancelled };
+}

@@ -1,4 +1,4 @@
-import type { ChatCall } from "../chat-request";
+import type { ChatCall, ChatOutcome } from "../chat-request";
 import { gatewayAuthHeaders, gatewayUrl, providerKey } from "../gateway";
 import { chatCompletions } from "../openai-compatible";
 
@@ -7,7 +7,7 @@ import { chatCompletions } from "../openai-compatible";
  * endpoint. Outside request-headers mode no `Authorization` header is sent, so no provider key
  * ever leaves the Worker: the gateway adds it (BYOK) or bills through Cloudflare (Unified Billing).
  */
-export function chat(call: ChatCall): Promise<Response> {
+export function chat(call: ChatCall): Promise<ChatOutcome> {
   return chatCompletions(call, {
     baseURL: gatewayUrl(call.env, "openai"),
     bearer: providerKey(call.env, "OPENAI_API_KEY"),

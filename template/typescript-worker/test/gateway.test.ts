@@ -1,7 +1,11 @@
 import { exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { gatewayHeaders, gatewayResult, parseGatewayOptions } from "../src/gateway-options";
+import { gatewayHeaders, gatewayResult, parseGatewayOptions } from "../src/gateway";
 import { chatRequest, completion, outbound, stubFetch } from "./helpers";
+
+const BYOK_ALIAS = 'gateway option "byokAlias" must be 1 to 256 printable ASCII characters';
+const EVENT_ID = 'gateway option "eventId" must be 1 to 256 printable ASCII characters';
+const METADATA = 'gateway option "metadata" must have keys and values of 1 to 256 printable ASCII characters';
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -79,9 +83,21 @@ describe("gatewayHeaders", () => {
     [{ metadata: { none: null } }, "cf-aig-metadata values must be strings, numbers or booleans (none)"],
     [{ metadata: { nan: Number.NaN } }, "cf-aig-metadata values must be strings, numbers or booleans (nan)"],
     [{ zdr: "yes" }, "cf-aig-zdr must be true or false (got yes)"],
-    [{ byokAlias: "" }, "cf-aig-byok-alias must be a non-empty string without control characters"],
-    [{ byokAlias: "a\r\nx-evil: 1" }, "cf-aig-byok-alias must be a non-empty string without control characters"],
-    [{ eventId: "a\nb" }, "cf-aig-event-id must be a non-empty string without control characters"],
+    [{ byokAlias: "" }, BYOK_ALIAS],
+    [{ byokAlias: "a\r\nx-evil: 1" }, BYOK_ALIAS],
+    [{ eventId: "a\nb" }, EVENT_ID],
+    [{ eventId: "tab\there" }, EVENT_ID],
+    [{ eventId: "x".repeat(257) }, EVENT_ID],
+    [{ cacheKey: "clé" }, 'gateway option "cacheKey" must be 1 to 256 printable ASCII characters'],
+    [{ cacheKey: "k\u0000" }, 'gateway option "cacheKey" must be 1 to 256 printable ASCII characters'],
+    [{ metadata: { ünï: 1 } }, METADATA],
+    [{ metadata: { user: "" } }, METADATA],
+    [{ metadata: { user: "x".repeat(257) } }, METADATA],
+    [{ metadata: { "": 1 } }, METADATA],
+    [
+      { metadata: { a: "x".repeat(250), b: "x".repeat(250), c: "x".repeat(250), d: "x".repeat(250), e: "x" } },
+      METADATA,
+    ],
   ])("refuses %j", (options, message) => {
     expect(() => gatewayHeaders(options as never)).toThrow(message);
   });
@@ -125,15 +141,53 @@ describe("on the wire", () => {
   });
 
   it.each([
-    [{ retryDelayMs: 5001 }, "cf-aig-retry-delay must be an integer from 0 to 5000 (got 5001)"],
-    [{ cacheTtl: 59 }, "cf-aig-cache-ttl must be an integer from 60 to 2592000 (got 59)"],
-    [{ byokAlias: "" }, "cf-aig-byok-alias must be a non-empty string without control characters"],
-  ])("answers 400 for %j without calling out", async (gateway, error) => {
+    [
+      "a retry delay over 5 s",
+      { retryDelayMs: 5001 },
+      "cf-aig-retry-delay must be an integer from 0 to 5000 (got 5001)",
+    ],
+    ["a cache TTL under 60 s", { cacheTtl: 59 }, "cf-aig-cache-ttl must be an integer from 60 to 2592000 (got 59)"],
+    ["an empty BYOK alias", { byokAlias: "" }, BYOK_ALIAS],
+    ["a non-ASCII event id", { eventId: "évènement" }, EVENT_ID],
+    [
+      "a non-ASCII cache key",
+      { cacheKey: "clé-1" },
+      'gateway option "cacheKey" must be 1 to 256 printable ASCII characters',
+    ],
+    [
+      "a 900 KB cache key",
+      { cacheKey: "x".repeat(900 * 1024) },
+      'gateway option "cacheKey" must be 1 to 256 printable ASCII characters',
+    ],
+    ["a metadata value with a tab", { metadata: { user: "a\tb" } }, METADATA],
+  ])("answers 400 for %s without calling out", async (_name, gateway, error) => {
     const spy = stubFetch();
     const res = await exports.default.fetch(chatRequest({ prompt: "Hello", gateway }));
     expect(res.status).toBe(400);
     expect(await res.json()).toEqual({ error });
     expect(spy).not.toHaveBeenCalled();
+  });
+
+  it.each([
+    ["a tab", "trace\t42"],
+    ["non-ASCII", "trace-é"],
+    ["257 characters", "x".repeat(257)],
+    ["an empty value", ""],
+  ])("answers 400 for a cf-aig-event-id header with %s, without calling out", async (_name, value) => {
+    const spy = stubFetch();
+    const res = await exports.default.fetch(chatRequest({ prompt: "Hello" }, { "cf-aig-event-id": value }));
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ error: "header cf-aig-event-id must be 1 to 256 printable ASCII characters" });
+    expect(spy).not.toHaveBeenCalled();
+  });
+
+  it("sends 256 printable ASCII characters as they are", async () => {
+    const spy = stubFetch(completion("ok"));
+    const printable = Array.from({ length: 95 }, (_, i) => String.fromCharCode(0x20 + i)).join("");
+    const value = `x${printable}`.padEnd(256, "y");
+    const res = await exports.default.fetch(chatRequest({ prompt: "Hello", gateway: { cacheKey: value } }));
+    expect(res.status).toBe(200);
+    expect((await outbound(spy)).headers.get("cf-aig-cache-key")).toBe(value);
   });
 });
 

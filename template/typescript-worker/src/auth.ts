@@ -1,5 +1,5 @@
 // Caller authentication: `Authorization: Bearer <SERVICE_API_KEY>`, compared in constant time.
-import { HttpError } from "./http";
+import { HttpError } from "./errors";
 import { type Settings, secret } from "./settings";
 
 const encoder = new TextEncoder();
