@@ -178,7 +178,7 @@ def test_update_recopy_and_changed_answer_keep_owner_edits(tmp_path, template, a
         assert 'AUTH_MODE = "request-headers"' in settings
         assert "\nOPENAI_API_KEY=\n" in (project / ".env.example").read_text(encoding="utf-8")
     else:
-        config = (project / "src/config.ts").read_text(encoding="utf-8")
+        config = (project / "src/settings.ts").read_text(encoding="utf-8")
         assert 'export const AUTH_MODE: AuthMode = "request-headers";' in config
         wrangler = tomllib.loads((project / "wrangler.toml").read_text(encoding="utf-8"))
         assert wrangler["secrets"]["required"] == ["CF_AIG_TOKEN", "OPENAI_API_KEY",
