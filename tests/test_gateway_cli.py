@@ -1042,6 +1042,9 @@ def test_every_section_synced_against_the_schema(fake, render_project, tmp_path)
     assert route["name"] == "support" and route["elements"][1]["properties"]["model"] == \
         "gpt-4o-mini"
 
+    for shown in (run("get", "--json").stdout, run("list", "--json").stdout):
+        assert '"authorization": "***"' in shown  # get and list mask the exporter's secret
+
     fake.requests.clear()
     second = run("sync", "--json")
     assert fake.writes() == [] and [r.method for r in fake.requests] == ["GET"] * 3

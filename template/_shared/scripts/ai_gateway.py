@@ -1250,7 +1250,7 @@ def cmd_list(args, settings) -> int:
     api = make_api(args, account, token)
     gateways = list_gateways(api)
     if args.json:
-        print_json(gateways)
+        print_json(masked(gateways))  # an exporter's authorization is a secret
         return EXIT_OK
     if not gateways:
         out(f"no gateways in account {account}")
@@ -1560,8 +1560,10 @@ def print_plan_item(item: dict, dry_run: bool) -> None:
 def print_changes(changes: list) -> None:
     for path, old, new in changes:
         secret = any(p in SECRET_FIELDS for p in (path if isinstance(path, tuple) else ()))
+        what = " (added)" if old is None else " (removed)" if new is None else ""
         old, new = ("***", "***") if secret else (old, new)
-        out(f"    {dotted(path) if isinstance(path, tuple) else path}: {fmt(old)} -> {fmt(new)}")
+        name = dotted(path) if isinstance(path, tuple) else path
+        out(f"    {name}: {fmt(old)} -> {fmt(new)}{what}")
 
 
 def report_sync(args, api: Api, account: str, plan: list, failure) -> None:
@@ -1589,7 +1591,11 @@ def report_sync(args, api: Api, account: str, plan: list, failure) -> None:
                 a: sum(1 for e in entries if e["action"] == a)
                 for a in ("add", "update", "differs", "unchanged", "kept")
             }
-            out(f"{label}: " + ", ".join(f"{n} {a}" for a, n in tally.items() if n))
+            words = {
+                "add": "to add" if args.dry_run else "added",
+                "update": "to update" if args.dry_run else "updated",
+            }
+            out(f"{label}: " + ", ".join(f"{n} {words.get(a, a)}" for a, n in tally.items() if n))
     if args.dry_run:
         out(
             f"plan: {counts['create']} to create, {counts['update']} to update, "
