@@ -159,6 +159,13 @@ def test_top_level_help_names_every_command_and_the_variables():
      '[provider_configs.k]\nprovider_slug = "openai"\n', "give the key as secret_env"),
     ('[gateways.production]\nid = "gw"\ncache_invalidate_on_update = true\ncollect_logs = true\n'
      '[routes."a b"]\nelements = []\n', "a route name is 1 to 64 letters"),
+    ('[gateways.production]\nid = "gw"\ncache_invalidate_on_update = true\ncollect_logs = true\n'
+     '[[routes.r.elements]]\nid = "start"\ntype = "start"\n'
+     'outputs = { next = { elementId = "nowhere" } }\n',
+     'element "start": outputs.next leads to "nowhere", which no element has'),
+    ('[gateways.production]\nid = "gw"\ncache_invalidate_on_update = true\ncollect_logs = true\n'
+     '[[routes.r.elements]]\nid = "m"\ntype = "model"\noutputs = {}\n',
+     "routes.r elements[0].properties is missing (the API requires it)"),
     ("this is not toml", "is not valid TOML"),
 ])
 def test_bad_settings_file_is_one_line_exit_2(fake, tmp_path, text, fragment):

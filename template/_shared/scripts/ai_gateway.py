@@ -328,9 +328,20 @@ def schema_errors(value, rules: dict, path: tuple = ()) -> list:
             errors += schema_errors(item, rules["items"], path + (i,))
     if "anyOf" in rules:
         tries = [schema_errors(value, branch, path) for branch in rules["anyOf"]]
-        if all(tries):  # no shape fits: the one that fits furthest explains it
-            errors += max(tries, key=lambda t: max(len(p) for p, _ in t))
+        if all(tries):  # no shape fits: the one of its kind that fits furthest explains it
+            kin = [t for t, b in zip(tries, rules["anyOf"], strict=True) if _same_kind(value, b)]
+            errors += max(kin or tries, key=lambda t: max(len(p) for p, _ in t))
     return errors
+
+
+def _same_kind(value, branch: dict) -> bool:
+    """Whether a table names the kind a one-value enum of `branch` asks for (type = "model")."""
+    props = branch.get("properties", {})
+    return not isinstance(value, dict) or all(
+        value[k] in props[k]["enum"]
+        for k in props
+        if k in value and len(props[k].get("enum", ())) == 1
+    )
 
 
 def _bounds(value, rules: dict) -> str | None:
@@ -414,6 +425,15 @@ def load_routes(tables: dict, where: str) -> dict:
                 EXIT_USAGE,
             )
         routes[name] = check_strict(spot, {"name": name, **table}, "route_create")
+        ids = {element["id"] for element in table["elements"]}
+        for element in table["elements"]:
+            for output, target in element["outputs"].items():
+                if target["elementId"] not in ids:
+                    raise CliError(
+                        f"{spot} element {json.dumps(element['id'])}: outputs.{output} leads to "
+                        f"{json.dumps(target['elementId'])}, which no element has as its id",
+                        EXIT_USAGE,
+                    )
     return routes
 
 
