@@ -33,25 +33,32 @@ PYTHON_FILES = {
     "pyproject.toml",
     "renovate.json",
     "scripts/ai_gateway.py",
+    "scripts/ai_gateway.schema.json",
     "src/demo_svc/__init__.py",
     "src/demo_svc/__main__.py",
     "src/demo_svc/app.py",
-    "src/demo_svc/chat.py",
+    "src/demo_svc/auth.py",
     "src/demo_svc/cli.py",
     "src/demo_svc/client.py",
-    "src/demo_svc/connection.py",
-    "src/demo_svc/gateway_options.py",
-    "src/demo_svc/providers.py",
+    "src/demo_svc/errors.py",
+    "src/demo_svc/gateway.py",
+    "src/demo_svc/models.py",
+    "src/demo_svc/openapi.json",
+    "src/demo_svc/providers/__init__.py",
+    "src/demo_svc/providers/openai.py",
+    "src/demo_svc/request_log.py",
     "src/demo_svc/settings.py",
+    "src/demo_svc/streaming.py",
     "tests/conftest.py",
     "tests/fake_gateway.py",
     "tests/test_app.py",
     "tests/test_cli.py",
     "tests/test_client.py",
-    "tests/test_gateway_options.py",
+    "tests/test_gateway.py",
     "tests/test_providers.py",
     "tests/test_settings.py",
 }
+PROVIDER_MODULES = {"anthropic.py", "google_ai_studio.py"}  # beside openai.py, when chosen
 ALL_PROVIDERS = ["anthropic", "google-ai-studio", "workers-ai", "compat"]
 THREE_ENVIRONMENTS = ["development", "staging", "production"]
 
@@ -139,13 +146,12 @@ def test_every_provider_three_environments_request_headers(render_project):
     )
 
     package = project / "src/demo_svc"
-    assert {p.name for p in package.glob("*_client.py")} == {
-        "anthropic_client.py",
-        "google_ai_studio_client.py",
-    }
-    providers = (package / "providers.py").read_text()
+    assert {p.name for p in (package / "providers").glob("*.py")} == {
+        "__init__.py", "openai.py", *PROVIDER_MODULES}
+    providers = (package / "providers/__init__.py").read_text()
     for provider in ["openai", *ALL_PROVIDERS]:
         assert f'    "{provider}": Provider(\n' in providers
+    assert "from . import anthropic, google_ai_studio, openai\n" in providers
     settings = (package / "settings.py").read_text()
     assert (
         'GATEWAYS = {\n    "development": "demo-gw-development",\n'
@@ -185,7 +191,8 @@ def test_pyproject_dependencies_come_from_the_provider_table(render_project):
         "httpx>=0.28",
         "fastapi>=0.115",
         "uvicorn>=0.30",
-        "pydantic-settings>=2.4",
+        "pydantic>=2.11",
+        "pydantic-settings>=2.7",
         "python-dotenv>=1.0",
     ]
     assert "optional-dependencies" not in pyproject["project"]
@@ -221,9 +228,10 @@ def test_secrets_and_caches_are_git_ignored(render_project):
 def test_unchosen_providers_are_not_rendered(render_project):
     project = render_project(language="python-app", providers=["compat"])
 
-    assert list((project / "src/demo_svc").glob("*_client.py")) == []
+    providers_dir = project / "src/demo_svc/providers"
+    assert {p.name for p in providers_dir.glob("*.py")} == {"__init__.py", "openai.py"}
     assert "anthropic" not in (project / "pyproject.toml").read_text()
-    providers = (project / "src/demo_svc/providers.py").read_text()
+    providers = (providers_dir / "__init__.py").read_text()
     assert '"compat": Provider(' in providers and '"anthropic"' not in providers
 
 

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Literal
 
 import httpx
@@ -34,7 +36,7 @@ from pydantic.alias_generators import to_camel
 
 from .errors import GatewayRedirect, UnexpectedAnswer
 from .settings import Settings
-from .streaming import BoundedTransport
+from .streaming import bounded_transport
 
 EXPECTED_MEDIA_TYPES = ("application/json", "text/event-stream")
 CACHE_TTL_MAX = 30 * 24 * 3600  # one month; the shortest cache is 60 s
@@ -146,7 +148,7 @@ class GatewayResponse:
         return cls(lowered.get("cf-aig-log-id"), lowered.get("cf-aig-cache-status"))
 
 
-def check_answer(response: httpx.Response) -> None:
+def check_answer(response: Any) -> None:
     status, headers = response.status_code, response.headers
     log_id = headers.get("cf-aig-log-id")
     if 300 <= status < 400:
@@ -157,41 +159,58 @@ def check_answer(response: httpx.Response) -> None:
             raise UnexpectedAnswer(status, media_type, log_id)
 
 
-async def _check_answer_async(response: httpx.Response) -> None:
+async def _check_answer_async(response: Any) -> None:
     check_answer(response)
 
 
-def http_client(settings: Settings, drop_headers: Iterable[str] = ()) -> httpx.AsyncClient:
-    """The async httpx client an SDK gets: these rules, the pool limits, keep-alive."""
+def http_client(
+    settings: Settings, drop_headers: Iterable[str] = (), http: ModuleType = httpx
+) -> Any:
+    """The async client an SDK gets: these rules, the pool limits, keep-alive. ``http`` is
+    the httpx package the SDK is built on (``sdk_http``)."""
     drop = tuple(drop_headers)
 
-    async def drop_async(request: httpx.Request) -> None:
+    async def drop_async(request: Any) -> None:
         for name in drop:
             request.headers.pop(name, None)
 
     hooks: dict[str, list] = {"response": [_check_answer_async], "request": [drop_async]}
-    return httpx.AsyncClient(**_client_options(settings), event_hooks=hooks)
+    return http.AsyncClient(**_client_options(settings, http), event_hooks=hooks)
 
 
-def sync_http_client(settings: Settings, drop_headers: Iterable[str] = ()) -> httpx.Client:
+def sdk_http(client_class: type) -> ModuleType:
+    """The httpx package an SDK's client class is built on: httpx, or its fork httpx2."""
+    for base in client_class.__mro__:
+        module = sys.modules.get(base.__module__.partition(".")[0])
+        if module is not None and base in (
+            getattr(module, "AsyncClient", None),
+            getattr(module, "Client", None),
+        ):
+            return module
+    return httpx
+
+
+def sync_http_client(
+    settings: Settings, drop_headers: Iterable[str] = (), http: ModuleType = httpx
+) -> Any:
     """The same rules for a sync client (``create_client``)."""
     drop = tuple(drop_headers)
 
-    def drop_sync(request: httpx.Request) -> None:
+    def drop_sync(request: Any) -> None:
         for name in drop:
             request.headers.pop(name, None)
 
-    options = _client_options(settings, sync=True)
-    return httpx.Client(**options, event_hooks={"response": [check_answer], "request": [drop_sync]})
+    options = _client_options(settings, http, sync=True)
+    return http.Client(**options, event_hooks={"response": [check_answer], "request": [drop_sync]})
 
 
-def _client_options(settings: Settings, sync: bool = False) -> dict[str, Any]:
-    limits = httpx.Limits(
+def _client_options(settings: Settings, http: ModuleType, sync: bool = False) -> dict[str, Any]:
+    limits = http.Limits(
         max_connections=settings.upstream_max_connections,
         max_keepalive_connections=settings.upstream_max_keepalive,
     )
-    transport = BoundedTransport(settings.max_upstream_bytes, limits=limits, sync=sync)
-    timeout = httpx.Timeout(settings.request_timeout, connect=min(settings.request_timeout, 10))
+    transport = bounded_transport(http, settings.max_upstream_bytes, limits, sync=sync)
+    timeout = http.Timeout(settings.request_timeout, connect=min(settings.request_timeout, 10))
     return {"transport": transport, "follow_redirects": False, "timeout": timeout}
 
 

@@ -1,7 +1,7 @@
 """One JSON log line per request, written when its answer (or its stream) has ended.
 
     {"event": "request", "method": "POST", "route": "/chat/{provider}", "provider": "openai",
-     "model": "gpt-4o-mini", "status": 200, "latency_ms": 12.3, "upstream_ms": 10.1,
+     "model": "...", "status": 200, "latency_ms": 12.3, "upstream_ms": 10.1,
      "log_id": "01J...", "cache_status": "MISS", "usage": {...}, "caller": "default",
      "stream": false, "error": null}
 

@@ -1,6 +1,6 @@
 """Bounded reads and server-sent events.
 
-- ``BoundedTransport``: every answer from the gateway is read up to MAX_UPSTREAM_BYTES of raw
+- ``bounded_transport``: every answer from the gateway is read up to MAX_UPSTREAM_BYTES of raw
   bytes (a whole JSON answer, or all the bytes of a stream), then AnswerTooLarge: memory stays
   flat whatever the gateway sends.
 - ``read_json``: the caller's body, up to MAX_BODY_BYTES, nested at most 64 levels.
@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import cache
+from types import ModuleType
 from typing import Any
 
 import anyio
-import httpx
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -27,12 +28,29 @@ from .errors import AnswerTooLarge, ApiError, UpstreamError, timed_out
 MAX_JSON_DEPTH = 64
 
 
-class BoundedStream(httpx.AsyncByteStream, httpx.SyncByteStream):
+def bounded_transport(http: ModuleType, limit: int, limits: Any, sync: bool = False) -> Any:
+    """httpx's own transport (one connection pool), every answer read through a bound.
+
+    ``http`` is the httpx package an SDK is built on: ``httpx``, or its fork ``httpx2``
+    (whose classes an SDK checks for), hence one pair of classes per package."""
+    return _bounded_classes(http)(limit, limits=limits, sync=sync)
+
+
+@cache
+def _bounded_classes(http: ModuleType) -> type:
+    stream = (_BoundedStream, http.AsyncByteStream, http.SyncByteStream)
+    transport = (_BoundedTransport, http.AsyncBaseTransport, http.BaseTransport)
+    stream_class = type("BoundedStream", stream, {})
+    return type("BoundedTransport", transport, {"http": http, "stream_class": stream_class})
+
+
+class _BoundedStream:
     """An answer's bytes, cut off with AnswerTooLarge past ``limit``."""
 
-    def __init__(self, stream: Any, limit: int, response: httpx.Response) -> None:
+    def __init__(self, stream: Any, limit: int, response: Any) -> None:
         self._stream, self._limit = stream, limit
-        self._status, self._log_id = response.status_code, response.headers.get("cf-aig-log-id")
+        self._status = response.status_code
+        self._log_id = response.headers.get("cf-aig-log-id")
 
     def _count(self, seen: int, chunk: bytes) -> int:
         seen += len(chunk)
@@ -59,27 +77,29 @@ class BoundedStream(httpx.AsyncByteStream, httpx.SyncByteStream):
         self._stream.close()
 
 
-class BoundedTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
-    """httpx's own transport (one connection pool), with every answer read through BoundedStream."""
+class _BoundedTransport:
+    """The package's own HTTP transport, its answers wrapped in ``stream_class``."""
 
-    def __init__(self, limit: int, *, limits: httpx.Limits, sync: bool = False) -> None:
+    http: Any
+    stream_class: Any
+
+    def __init__(self, limit: int, *, limits: Any, sync: bool = False) -> None:
         self._limit = limit
-        transport = httpx.HTTPTransport if sync else httpx.AsyncHTTPTransport
-        self._inner: Any = transport(limits=limits)
+        transport = self.http.HTTPTransport if sync else self.http.AsyncHTTPTransport
+        self._inner = transport(limits=limits)
 
-    def _bounded(self, response: httpx.Response) -> httpx.Response:
-        stream = BoundedStream(response.stream, self._limit, response)
-        return httpx.Response(
+    def _bounded(self, response: Any) -> Any:
+        return self.http.Response(
             response.status_code,
             headers=response.headers,
-            stream=stream,
+            stream=self.stream_class(response.stream, self._limit, response),
             extensions=response.extensions,
         )
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(self, request: Any) -> Any:
         return self._bounded(await self._inner.handle_async_request(request))
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
+    def handle_request(self, request: Any) -> Any:
         return self._bounded(self._inner.handle_request(request))
 
     async def aclose(self) -> None:

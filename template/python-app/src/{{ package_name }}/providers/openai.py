@@ -25,14 +25,15 @@ from ..gateway import (
     gateway_headers,
     gateway_token,
     gateway_url,
+    http_client,
     rest_api_url,
+    sdk_http,
 )
 from ..models import Reply
 from ..settings import Settings
 from ..streaming import close_shielded
 
 if TYPE_CHECKING:
-    import httpx
     from openai import AsyncOpenAI
 
     from . import Provider
@@ -65,16 +66,14 @@ def connection(settings: Settings, provider: Provider) -> Connection:
     return Connection(base_url, KEYLESS_PLACEHOLDER, headers, keyless=True)
 
 
-def dropped_headers(settings: Settings, provider: Provider) -> tuple[str, ...]:
-    keyless = provider.key_env is not None and settings.auth_mode != "request-headers"
-    return ("authorization",) if keyless and not provider.via_rest_api else ()
-
-
-def connect(settings: Settings, provider: Provider, http: httpx.AsyncClient) -> AsyncOpenAI:
-    from openai import AsyncOpenAI
+def connect(settings: Settings, provider: Provider) -> tuple[AsyncOpenAI, Any]:
+    """The SDK client (the SDK is imported now) and its connection pool, to close."""
+    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
     link = connection(settings, provider)
-    return AsyncOpenAI(
+    drop = ("authorization",) if link.keyless else ()
+    http = http_client(settings, drop, sdk_http(DefaultAsyncHttpxClient))
+    client = AsyncOpenAI(
         api_key=link.api_key,
         base_url=link.base_url,
         default_headers=link.headers,
@@ -82,6 +81,7 @@ def connect(settings: Settings, provider: Provider, http: httpx.AsyncClient) -> 
         max_retries=0,
         timeout=settings.request_timeout,
     )
+    return client, http
 
 
 async def complete(
