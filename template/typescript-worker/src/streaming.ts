@@ -132,6 +132,33 @@ function rejectOnAbort(signal: AbortSignal): Promise<never> {
   return expired;
 }
 
+/** The next `delta` event, or null at the end; the pieces' model and usage are kept in `end`. */
+async function nextDelta(
+  iterator: AsyncIterator<Piece>,
+  expired: Promise<never>,
+  end: StreamEnd,
+): Promise<Uint8Array | null> {
+  for (;;) {
+    const step = await Promise.race([iterator.next(), expired]);
+    if (step.done) return null;
+    const { text, model, usage } = step.value;
+    end.model = model || end.model;
+    end.usage = usage ?? end.usage;
+    if (text) return event("delta", { text });
+  }
+}
+
+function doneEvent(end: StreamEnd): Uint8Array {
+  const done = { model: end.model, log_id: end.logId, cache_status: end.cacheStatus };
+  return event("done", end.usage ? { ...done, usage: end.usage } : done);
+}
+
+/** 502 carries the gateway's log id (or null), as the JSON answer does; 504 has none. */
+function errorEvent(failure: HttpError): Uint8Array {
+  const logId = "log_id" in failure.fields ? { log_id: failure.fields.log_id } : {};
+  return event("error", { error: failure.message, status: failure.status, ...logId });
+}
+
 /**
  * The service's own server-sent events: `delta` with `{"text"}` per piece, then `done` with
  * `{"model", "log_id", "cache_status"}` (and `"usage"` when the provider sent it), or `error`
@@ -156,34 +183,21 @@ export function eventStream(
     iterator.return?.().catch(() => {}); // not awaited: it waits for a pending read
     onEnd(end, error);
   };
-  const next = async (): Promise<Uint8Array | null> => {
-    for (;;) {
-      const step = await Promise.race([iterator.next(), expired]);
-      if (step.done) return null;
-      const { text, model, usage } = step.value;
-      end.model = model || end.model;
-      end.usage = usage ?? end.usage;
-      if (text) return event("delta", { text });
-    }
-  };
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       let chunk: Uint8Array | null;
       let error: ErrorKind | null = null;
       try {
-        chunk = await next();
+        chunk = await nextDelta(iterator, expired, end);
         if (chunk === null) {
-          const done = { model: end.model, log_id: end.logId, cache_status: end.cacheStatus };
-          chunk = event("done", end.usage ? { ...done, usage: end.usage } : done);
+          chunk = doneEvent(end);
         } else if (!ended) {
           return controller.enqueue(chunk);
         }
       } catch (err) {
         const failure = source.streamError(err);
         error = failure.kind;
-        // 502 carries the gateway's log id (or null), as the JSON answer does; 504 has none.
-        const logId = "log_id" in failure.fields ? { log_id: failure.fields.log_id } : {};
-        chunk = event("error", { error: failure.message, status: failure.status, ...logId });
+        chunk = errorEvent(failure);
       }
       if (ended) return; // the caller hung up meanwhile
       controller.enqueue(chunk);
