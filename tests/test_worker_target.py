@@ -476,6 +476,12 @@ def test_wrangler_dev_sends_the_exact_headers_over_real_http(worker_project, nam
             started = time.monotonic()
             dripped = dev.post("/chat", {"prompt": "drip"}, caller)
             drip_seconds = time.monotonic() - started
+            # An endless answer read through another SDK (Anthropic's) stops at MAX_UPSTREAM_BYTES.
+            endless = dev.post("/chat/anthropic", {"prompt": "endless"}, caller)
+            closed_by = time.monotonic() + 30  # the upstream answer is cancelled, not read to its end
+            while gateway.open_answers and time.monotonic() < closed_by:
+                time.sleep(0.05)
+            left_open = gateway.open_answers
     assert {k: v[0] for k, v in refused.items()} == {
         "constructor": 404, "2 MiB": 413, "text/plain": 415, **({"no key": 401, "wrong key": 401} if api_key else {}),
     }, refused
@@ -500,6 +506,11 @@ def test_wrangler_dev_sends_the_exact_headers_over_real_http(worker_project, nam
     # A gateway that drips its answer ends in 504 at the deadline, not when it finishes.
     assert dripped == (504, {"error": f"no answer within {deadline_s} s (REQUEST_TIMEOUT_SECONDS)"})
     assert deadline_s <= drip_seconds < deadline_s + 5, drip_seconds
+    status, body = endless
+    assert (status, body["error"], body["status"]) == (
+        502, "the gateway's answer is larger than 4194304 bytes (MAX_UPSTREAM_BYTES)", 200), endless
+    assert body["log_id"].startswith("LOG"), body
+    assert left_open == 0 and gateway.hung_up == 1, (left_open, gateway.hung_up)
     gw = f"/v1/{ACCOUNT_ID}/demo-gw"
     assert sorted(seen) == sorted([
         f"{gw}/openai/chat/completions",
