@@ -34,6 +34,6 @@ def check_caller(request: Request, settings: Settings) -> str:
     return "default"
 
 
-def caller(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> str:
+async def caller(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> str:
     """The dependency every route but the open ones (health, the contract) declares."""
     return check_caller(request, settings)

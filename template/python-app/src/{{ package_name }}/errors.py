@@ -47,6 +47,7 @@ class UpstreamError(Exception):
         super().__init__(message)
         self.status = status
         self.log_id = log_id
+        self.upstream_ms: float | None = None  # until the gateway answered, when it did
 
     def as_api_error(self) -> ApiError:
         return ApiError(502, str(self), status=self.status, log_id=self.log_id)
