@@ -6,7 +6,7 @@
  * observability/logging, configuration/bring-your-own-keys), the same as the Python service's:
  * a value the gateway would not take throws before any request.
  */
-import { answerTooLarge, describe, HttpError, UpstreamError } from "./errors";
+import { answerTooLarge, BadRequestError, describe, HttpError, UpstreamError } from "./errors";
 import {
   AUTH_MODE,
   accountId,
@@ -150,6 +150,15 @@ function metadataHeader(metadata: Record<string, MetadataValue>): string {
 }
 
 /** The `cf-aig-*` request headers for these options; options left out send nothing. */
+/**
+ * 400 when the request sets an option that `route` cannot carry: `why` says which part of
+ * Cloudflare lacks it. Dropping it silently would break a promise such as "no payload in logs".
+ */
+export function refuseOptions(options: GatewayOptions, names: (keyof GatewayOptions)[], route: string, why: string) {
+  const given = names.find((name) => options[name] !== undefined);
+  if (given) throw new BadRequestError(`gateway option "${given}" is not available on ${route} (${why})`);
+}
+
 export function gatewayHeaders(options: GatewayOptions = {}): Record<string, string> {
   const headers: Record<string, string> = {};
   int(headers, "cf-aig-cache-ttl", options.cacheTtl, CACHE_TTL_MIN, CACHE_TTL_MAX);
