@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 from pydantic.alias_generators import to_camel
 
@@ -163,11 +162,10 @@ async def _check_answer_async(response: Any) -> None:
     check_answer(response)
 
 
-def http_client(
-    settings: Settings, drop_headers: Iterable[str] = (), http: ModuleType = httpx
-) -> Any:
+def http_client(settings: Settings, drop_headers: Iterable[str], http: ModuleType) -> Any:
     """The async client an SDK gets: these rules, the pool limits, keep-alive. ``http`` is
-    the httpx package the SDK is built on (``sdk_http``)."""
+    the httpx package the SDK is built on (``sdk_http``); this module imports none itself, so
+    a project whose SDKs all use httpx2 needs no httpx installed."""
     drop = tuple(drop_headers)
 
     async def drop_async(request: Any) -> None:
@@ -187,12 +185,10 @@ def sdk_http(client_class: type) -> ModuleType:
             getattr(module, "Client", None),
         ):
             return module
-    return httpx
+    raise TypeError(f"{client_class.__qualname__} is not an httpx or httpx2 client class")
 
 
-def sync_http_client(
-    settings: Settings, drop_headers: Iterable[str] = (), http: ModuleType = httpx
-) -> Any:
+def sync_http_client(settings: Settings, drop_headers: Iterable[str], http: ModuleType) -> Any:
     """The same rules for a sync client (``create_client``)."""
     drop = tuple(drop_headers)
 
