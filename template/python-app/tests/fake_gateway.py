@@ -200,96 +200,100 @@ def stream_events(reply: str, model: str) -> bytes:
     return "".join(events).encode()
 
 
-def _handler_for(gateway: FakeGateway) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive: one connection serves many requests
-        disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
+class _Handler(BaseHTTPRequestHandler):
+    """The fake's HTTP side; ``gateway`` is the FakeGateway it records into."""
 
-        def setup(self) -> None:
-            gateway.connections += 1
-            super().setup()
+    gateway: FakeGateway
+    protocol_version = "HTTP/1.1"  # keep-alive: one connection serves many requests
+    disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            length = int(self.headers.get("content-length") or 0)
-            body = json.loads(self.rfile.read(length) or b"{}")
-            headers = {name.lower(): value for name, value in self.headers.items()}
-            gateway.requests.append(Recorded("POST", self.path, headers, body))
-            if gateway.redirect_to:
-                self.send_response(307)
-                self.send_header("location", gateway.redirect_to)
-                self.send_header("content-length", "0")
-                self.end_headers()
-            elif gateway.drip_seconds:
-                self._drip(gateway.drip_seconds)
-            elif gateway.endless or gateway.hold:
-                self._forever(stream=bool(body.get("stream")) or gateway.hold)
-            elif gateway.html_page:
-                self._answer(200, "text/html", gateway.html_page.encode())
-            elif gateway.status != 200:
-                error = {"error": {"message": "upstream failed", "type": "server_error"}}
-                self._answer(gateway.status, "application/json", json.dumps(error).encode())
-            else:
-                self._answer(200, *answer_for(self.path, body, gateway.reply))
+    def setup(self) -> None:
+        self.gateway.connections += 1
+        super().setup()
 
-        def _answer(self, status: int, content_type: str, payload: bytes) -> None:
-            self.send_response(status)
-            self.send_header("content-type", content_type)
-            self.send_header("content-length", str(len(payload)))
-            self.send_header("cf-aig-log-id", LOG_ID)
-            self.send_header("cf-aig-cache-status", "MISS")
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        length = int(self.headers.get("content-length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        self.gateway.requests.append(Recorded("POST", self.path, headers, body))
+        if self.gateway.redirect_to:
+            self.send_response(307)
+            self.send_header("location", self.gateway.redirect_to)
+            self.send_header("content-length", "0")
             self.end_headers()
-            self.wfile.write(payload)
+        elif self.gateway.drip_seconds:
+            self._drip(self.gateway.drip_seconds)
+        elif self.gateway.endless or self.gateway.hold:
+            self._forever(stream=bool(body.get("stream")) or self.gateway.hold)
+        elif self.gateway.html_page:
+            self._answer(200, "text/html", self.gateway.html_page.encode())
+        elif self.gateway.status != 200:
+            error = {"error": {"message": "upstream failed", "type": "server_error"}}
+            self._answer(self.gateway.status, "application/json", json.dumps(error).encode())
+        else:
+            self._answer(200, *answer_for(self.path, body, self.gateway.reply))
 
-        def _drip(self, seconds: float) -> None:
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", "1000")
-            self.end_headers()
-            self.close_connection = True
-            try:
-                for _ in range(1000):
-                    self.wfile.write(b" ")
-                    self.wfile.flush()
-                    time.sleep(seconds)
-            except OSError:
-                pass  # the client gave up: that is the point
+    def _answer(self, status: int, content_type: str, payload: bytes) -> None:
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(payload)))
+        self.send_header("cf-aig-log-id", LOG_ID)
+        self.send_header("cf-aig-cache-status", "MISS")
+        self.end_headers()
+        self.wfile.write(payload)
 
-        def _forever(self, stream: bool) -> None:
-            """An answer that never ends (endless), or a stream held open (hold)."""
-            self.send_response(200)
-            self.send_header("content-type", "text/event-stream" if stream else "application/json")
-            self.send_header("transfer-encoding", "chunked")
-            self.send_header("cf-aig-log-id", LOG_ID)
-            self.end_headers()
-            self.close_connection = True
-            if gateway.hold:
-                first, chunk, pause = (
-                    stream_events("Hello", "m").split(b"\n\n")[0] + b"\n\n",
-                    b": keep-alive\n\n",
-                    0.02,
-                )
-            elif stream:
-                first, chunk, pause = (
-                    b"",
-                    stream_events("x" * 65000, "m").split(b"\n\n")[0] + b"\n\n",
-                    0,
-                )
-            else:
-                first, chunk, pause = b'{"choices": [{"message": {"content": "', b"x" * 65536, 0
-            try:
-                self._chunk(first)
-                while True:
-                    self._chunk(chunk)
-                    time.sleep(pause)
-            except OSError:
-                gateway.hung_up.set()  # the client closed the answer: that is the point
-
-        def _chunk(self, data: bytes) -> None:
-            if data:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+    def _drip(self, seconds: float) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", "1000")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            for _ in range(1000):
+                self.wfile.write(b" ")
                 self.wfile.flush()
+                time.sleep(seconds)
+        except OSError:
+            pass  # the client gave up: that is the point
 
-        def log_message(self, *args: object) -> None:
-            pass  # keep test output clean
+    def _forever(self, stream: bool) -> None:
+        """An answer that never ends (endless), or a stream held open (hold)."""
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream" if stream else "application/json")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("cf-aig-log-id", LOG_ID)
+        self.end_headers()
+        self.close_connection = True
+        if self.gateway.hold:
+            first, chunk, pause = (
+                stream_events("Hello", "m").split(b"\n\n")[0] + b"\n\n",
+                b": keep-alive\n\n",
+                0.02,
+            )
+        elif stream:
+            first, chunk, pause = (
+                b"",
+                stream_events("x" * 65000, "m").split(b"\n\n")[0] + b"\n\n",
+                0,
+            )
+        else:
+            first, chunk, pause = b'{"choices": [{"message": {"content": "', b"x" * 65536, 0
+        try:
+            self._chunk(first)
+            while True:
+                self._chunk(chunk)
+                time.sleep(pause)
+        except OSError:
+            self.gateway.hung_up.set()  # the client closed the answer: that is the point
 
-    return Handler
+    def _chunk(self, data: bytes) -> None:
+        if data:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+    def log_message(self, *args: object) -> None:
+        pass  # keep test output clean
+
+
+def _handler_for(gateway: FakeGateway) -> type[BaseHTTPRequestHandler]:
+    return type("Handler", (_Handler,), {"gateway": gateway})
