@@ -904,6 +904,20 @@ def test_the_fake_accepts_what_the_schema_allows(fake):
     assert post_raw(fake, "", create_body("demo-gw"))[1]["errors"][0]["path"] == ["id"]
 
 
+def test_each_changed_value_says_whether_it_is_added_or_removed(capsys):
+    script = load_script()
+    changes = script.leaf_changes({"dlp": {"action": "FLAG", "profiles": ["a"]}},
+                                  {"dlp": {"action": "BLOCK", "enabled": True}})
+    changes += [(("otel", 0, "authorization"), None, "s3cret-value")]
+    script.print_changes(changes)
+    assert capsys.readouterr().out.splitlines() == [
+        "    dlp.action: FLAG -> BLOCK",
+        "    dlp.enabled: - -> true (added)",
+        "    dlp.profiles[0]: a -> - (removed)",
+        "    otel[0].authorization: *** -> *** (added)",
+    ]
+
+
 def load_script():
     import importlib.util
 
@@ -1028,15 +1042,17 @@ def test_every_section_synced_against_the_schema(fake, render_project, tmp_path)
     plan = run("plan", token=READ_ONLY_TOKEN)  # the pull request's token is enough
     assert plan.returncode == 0, plan.stderr
     assert "production: demo-gw: update\n" in plan.stdout
-    assert "    dlp.action: - -> BLOCK" in plan.stdout
-    assert "    otel[0].authorization: *** -> ***" in plan.stdout
+    assert "    dlp.action: - -> BLOCK (added)\n" in plan.stdout
+    assert "    otel[0].authorization: *** -> *** (added)\n" in plan.stdout
     assert "production: demo-gw: route support (model dynamic/support): add" in plan.stdout
     assert "production: demo-gw: stored key openai-main: add" in plan.stdout
+    assert "routes: 1 to add\nstored keys: 2 to add\n" in plan.stdout
     assert fake.writes() == []
 
     fake.requests.clear()
     first = run("sync")
     assert first.returncode == 0, first.stderr
+    assert "routes: 1 added\nstored keys: 2 added\n" in first.stdout
     assert [(r.method, r.status) for r in fake.requests] == [
         ("GET", 200), ("GET", 200), ("GET", 200), ("PUT", 200), ("POST", 200), ("POST", 200),
         ("POST", 200)]
