@@ -895,6 +895,24 @@ def test_a_setting_the_schema_refuses_is_refused_before_sending_and_by_the_fake(
     assert fake.gateways.get(ACCOUNT_ID, {}) == {}
 
 
+@pytest.mark.parametrize("extra, spot, variable", [
+    ('otel = [{ url = "https://otel.example.com", headers = {}, content_type = "json", '
+     'authorization_env = "CLOUDFLARE_API_TOKEN" }]\n', "otel[0].authorization_env",
+     "CLOUDFLARE_API_TOKEN"),
+    ('\n[provider_configs.main]\nprovider_slug = "openai"\nsecret_env = "GITHUB_TOKEN"\n',
+     "secret_env", "GITHUB_TOKEN"),
+])
+def test_the_file_cannot_name_a_credential_of_the_script_or_ci(fake, tmp_path, extra, spot,
+                                                               variable):
+    """The file is data a pull request changes: it never gets the management token sent to an
+    exporter, nor stored as a provider key."""
+    config = write_config(tmp_path / "ai-gateway.toml")
+    config.write_text(config.read_text() + extra)
+    proc = cli("plan", fake=fake, config=config)
+    assert_failure(proc, 2, f"{spot} may not name {variable}")
+    assert fake.requests == [] and TOKEN not in proc.stdout + proc.stderr
+
+
 def test_the_fake_accepts_what_the_schema_allows(fake):
     """An unknown key and an id in an update body: the extract forbids neither (the script
     refuses unknown keys in its file all the same, to catch typos)."""

@@ -97,6 +97,16 @@ SCHEMA_FILE = Path(__file__).resolve().with_name("ai_gateway.schema.json")
 # variable that holds them (otel[].authorization, stripe.authorization, a stored key's secret).
 SECRET_FIELDS = ("authorization", "secret")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NOT_A_SECRET_SOURCE = frozenset(
+    {
+        "CLOUDFLARE_API_TOKEN",
+        "CF_API_TOKEN",
+        "CLOUDFLARE_API_TOKEN_READ",
+        "GITHUB_TOKEN",
+        "ACTIONS_RUNTIME_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    }
+)
 # A dynamic route's name is part of the model name `dynamic/<name>`: kept plain.
 ROUTE_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # What a [gateways.<env>] table holds besides the gateway's settings.
@@ -397,6 +407,14 @@ def with_secrets(value, where: str, path: tuple = ()):
             if not isinstance(item, str) or not ENV_NAME_RE.fullmatch(item):
                 raise CliError(
                     f"{spot} must name an environment variable (got {json.dumps(item)})",
+                    EXIT_USAGE,
+                )
+            if item.upper() in NOT_A_SECRET_SOURCE:
+                # The file is data a pull request can change: it never gets to send the
+                # script's own credentials to an exporter or store them as a provider key.
+                raise CliError(
+                    f"{spot} may not name {item}: that variable is a credential of this "
+                    "script or of CI, never a value sent to Cloudflare",
                     EXIT_USAGE,
                 )
             out[key[:-4]] = EnvSecret(item)
