@@ -713,7 +713,7 @@ def long_deadline_log_lines(log_ids: dict[str, str], callers: int = 3) -> dict[s
 # ---------------------------------------------------------------------------------------------
 # schemathesis: the document against the service, bounded and reproducible.
 
-SCHEMATHESIS_EXAMPLES = 40  # per chat operation; GET /health and /openapi.json have nothing to vary
+SCHEMATHESIS_EXAMPLES = 25  # per chat operation; GET /health and /openapi.json have nothing to vary
 
 
 def run_schemathesis(port: int, doc: dict) -> None:

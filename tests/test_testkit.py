@@ -185,9 +185,9 @@ def test_variant(name, i):
 def test_run_tests_defaults_to_parallel_verbose_runs():
     sys.path.insert(0, str(TEMPLATE_ROOT / "tools"))
     try:
-        from run_tests import pytest_args
+        from run_tests import pytest_args, workers
     finally:
         sys.path.remove(str(TEMPLATE_ROOT / "tools"))
-    assert pytest_args([]) == ["-v", "-n", "auto", "--durations=15"]
+    assert pytest_args([]) == ["-v", "-n", str(workers()), "--durations=15"]
     assert pytest_args(["-n", "0", "-q", "tests/x.py"]) == ["-n", "0", "-q", "tests/x.py", "--durations=15"]
     assert pytest_args(["-n4", "--durations=3"]) == ["-v", "-n4", "--durations=3"]

@@ -7,7 +7,7 @@
    file changes);
 2. Node >= 22.12 for wrangler 4: the machine's node if new enough, else the npm
    registry package node-<platform>-<arch>@22 in .cache/node22 (tools/node22.py);
-3. pytest, with that Node first on PATH, in parallel (``-n auto``: one worker per CPU;
+3. pytest, with that Node first on PATH, in parallel (``-n <CPUs + 1>``: one worker per CPU and one more;
    pytest.ini's ``--dist loadgroup`` keeps tests that share an expensive fixture on one
    worker) and verbose (one line per test as it finishes).
 
@@ -98,6 +98,12 @@ def ensure_venv() -> Path:
     return venv_python()
 
 
+def workers() -> int:
+    """One pytest worker per CPU, plus one: a good part of the suite waits on the processes
+    it starts (npm, wrangler, uvicorn, git), so a CPU would otherwise sit idle."""
+    return (os.cpu_count() or 1) + 1
+
+
 def pytest_args(argv: list[str]) -> list[str]:
     """``argv`` plus the defaults: parallel and verbose unless the caller chose otherwise."""
     args = list(argv)
@@ -105,7 +111,7 @@ def pytest_args(argv: list[str]) -> list[str]:
         a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) for a in args
     ) or "no:xdist" in args
     if not chose_workers:
-        args = ["-n", "auto", *args]
+        args = ["-n", str(workers()), *args]
     if not any(a in ("-q", "--quiet", "-v", "--verbose") or a.startswith(("-qq", "-vv")) for a in args):
         args = ["-v", *args]
     if not any(a.startswith("--durations") for a in args):
