@@ -58,7 +58,6 @@ bench = load_module(BENCH / "run.py", "bench_run")  # rendering, git, Node and W
 log, BenchError, clean_env = bench.log, bench.BenchError, bench.clean_env
 
 FIXTURES = BENCH / "fixtures"
-RESULTS = BENCH / "results"
 LITELLM_VENV = ROOT / ".cache" / "litellm-venv"
 ACCOUNT_ID, GATEWAY_ID = bench.ACCOUNT_ID, bench.GATEWAY_ID
 GATEWAY_TOKEN = "bench-gateway-token"
@@ -861,10 +860,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     results["meta"]["seconds"] = round(time.time() - started, 1)
     results["meta"]["loadavg_at_end"] = os.getloadavg()
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
-    out = args.json or RESULTS / f"load-{stamp}{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = bench.save_results(results, args.json, started, quick=args.quick, prefix="load-")
     print(report(results))
     print(f"\n{'quick' if args.quick else 'full'} run: {results['meta']['seconds']:.0f} s, "
           f"commit {results['meta']['template_commit']} ({results['meta']['rendered_from']}); JSON: {out}")

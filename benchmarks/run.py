@@ -981,6 +981,16 @@ def table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def save_results(results: dict, path: Path | None, started: float, *, quick: bool,
+                 prefix: str = "") -> Path:
+    """Write ``results`` as JSON to ``path``, or to benchmarks/results/<prefix><UTC start>.json."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
+    out = path or RESULTS / f"{prefix}{stamp}{'-quick' if quick else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="every measurement, fewest repetitions (CI)")
@@ -1044,10 +1054,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     results["meta"]["seconds"] = round(time.perf_counter() - t0, 1)
 
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
-    out = args.json or RESULTS / f"{stamp}{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = save_results(results, args.json, started, quick=args.quick)
     print(table(results))
     print(f"\n{'quick' if args.quick else 'full'} run: {results['meta']['seconds']:.0f} s on "
           f"{results['meta']['machine']['cpus']} CPUs, copier {results['meta']['copier']}; JSON: {out}")
