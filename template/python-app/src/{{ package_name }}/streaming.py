@@ -124,11 +124,11 @@ def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
         if not isinstance(item, dict | list):
             continue
         if depth > limit:
             return True
+        children = item.values() if isinstance(item, dict) else item
         stack.extend((child, depth + 1) for child in children)
     return False
 
@@ -143,16 +143,19 @@ async def read_json(request: Request, limit: int) -> Any:
         body += chunk
         if len(body) > limit:
             raise too_large(limit)
-    deep = ApiError(400, f"the request body is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(body)
     except RecursionError:
-        raise deep from None
+        raise nested_too_deep() from None
     except ValueError:
         raise ApiError(400, "the request body must be JSON") from None
     if too_deep(value):
-        raise deep
+        raise nested_too_deep()
     return value
+
+
+def nested_too_deep() -> ApiError:
+    return ApiError(400, f"the request body is nested deeper than {MAX_JSON_DEPTH} levels")
 
 
 def sse(event: str, data: dict[str, Any]) -> str:
@@ -180,8 +183,11 @@ async def events(reply: Any, deadline: float, seconds: float) -> AsyncIterator[s
     finally:
         await close_shielded(reply.aclose)
     request_log.note(**reply.log_fields())
-    done = {"model": reply.model, "log_id": reply.gateway.log_id}
-    done["cache_status"] = reply.gateway.cache_status
+    done = {
+        "model": reply.model,
+        "log_id": reply.gateway.log_id,
+        "cache_status": reply.gateway.cache_status,
+    }
     if reply.usage:  # known once the stream has ended, when the provider sends it
         done["usage"] = reply.usage
     yield sse("done", done)
