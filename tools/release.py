@@ -1,19 +1,28 @@
 #!/usr/bin/env python3
-"""What the release workflow (.github/workflows/release.yml) runs: the release in CHANGELOG.md.
+"""What the release workflow (.github/workflows/release.yml) runs: the releases in CHANGELOG.md.
 
     python3 tools/release.py plan [--notes PATH] [--changelog PATH]
+    python3 tools/release.py tag [--changelog PATH]
 
-Finds the newest released version in CHANGELOG.md: the first level-2 heading below
-"Unreleased", written "## 0.2.0 - 2026-12-01" (or "## [0.2.0] - 2026-12-01"). The version
-must be a PEP 440 public version (0.2.0, 1.0.0rc1), the tags `copier update` sorts. The
-release commit is the oldest commit that added that heading to CHANGELOG.md (found with
-``git log -G``), so a late run still tags the commit the release was cut in.
+Every level-2 heading below "Unreleased" is a release, written "## 0.2.0 - 2026-12-01" (or
+"## [0.2.0] - 2026-12-01"). The version must be a PEP 440 public version (0.2.0, 1.0.0rc1),
+the tags `copier update` sorts. A release's commit is the oldest commit that added its
+heading to CHANGELOG.md (found with ``git log -G``), so a late run still tags the commit the
+release was cut in.
 
-Prints ``version=``, ``commit=``, ``tagged=`` (true when the tag exists already) and
-``prerelease=`` lines, appends them to ``$GITHUB_OUTPUT`` when it is set, and writes the
-version's section (without its heading) to ``--notes`` (default release-notes.md).
-Exit codes: 0 done, 2 no released version, or not a PEP 440 version, or not in git history.
-Standard library only.
+``plan`` looks at the newest release: prints ``version=``, ``commit=``, ``tagged=`` (true
+when the tag exists already) and ``prerelease=`` lines, appends them to ``$GITHUB_OUTPUT``
+when it is set, and writes the version's section (without its heading) to ``--notes``
+(default release-notes.md).
+
+``tag`` creates an annotated tag (message: the version and its section) for every release
+that has none, oldest first, in the local repository only (pushing is the caller's step);
+prints ``tagged <version> <commit>`` for each and appends ``tags=<versions>`` (space
+separated, empty when none was missing) to ``$GITHUB_OUTPUT``. The tagger is git's
+committer identity (``GIT_COMMITTER_NAME`` / ``GIT_COMMITTER_EMAIL`` or git config).
+
+Exit codes: 0 done, 2 no released version, or not a PEP 440 version, or not in git history
+(a shallow clone: fetch the whole history). Standard library only.
 """
 from __future__ import annotations
 
@@ -36,9 +45,10 @@ class ReleaseError(Exception):
     """A CHANGELOG or git state no release can be cut from; the message says why."""
 
 
-def newest_release(changelog: str) -> tuple[str, str]:
-    """(version, notes) of the first version heading: "Unreleased" is skipped."""
+def releases(changelog: str) -> list[tuple[str, str]]:
+    """(version, notes) of every version heading, newest first: "Unreleased" is skipped."""
     lines = changelog.splitlines()
+    found = []
     for index, line in enumerate(lines):
         match = HEADING.match(line)
         if not match or match["version"].lower() == "unreleased":
@@ -50,9 +60,16 @@ def newest_release(changelog: str) -> tuple[str, str]:
                 "normalized form (e.g. 0.2.0, 1.0.0rc1); copier update only knows those")
         end = next((i for i in range(index + 1, len(lines)) if lines[i].startswith("## ")),
                    len(lines))
-        notes = "\n".join(lines[index + 1:end]).strip() + "\n"
-        return version, notes
-    raise ReleaseError("CHANGELOG.md has no released version yet (only Unreleased)")
+        found.append((version, "\n".join(lines[index + 1:end]).strip() + "\n"))
+    return found
+
+
+def newest_release(changelog: str) -> tuple[str, str]:
+    """(version, notes) of the first version heading: "Unreleased" is skipped."""
+    found = releases(changelog)
+    if not found:
+        raise ReleaseError("CHANGELOG.md has no released version yet (only Unreleased)")
+    return found[0]
 
 
 def git(*args: str, cwd: Path) -> str:
@@ -64,6 +81,10 @@ def git(*args: str, cwd: Path) -> str:
 
 def release_commit(version: str, changelog: Path) -> str:
     """The oldest commit whose diff adds or removes the version's heading."""
+    # In a shallow clone the oldest commit present "adds" every line: a wrong answer.
+    if git("rev-parse", "--is-shallow-repository", cwd=changelog.parent).strip() == "true":
+        raise ReleaseError("this is a shallow clone: the release commits are not in it; "
+                           "fetch the whole history (git fetch --unshallow, fetch-depth: 0)")
     pattern = r"^## \[?" + re.escape(version) + r"\]?( |$)"
     log = git("log", "--reverse", "--format=%H", "-G", pattern, "--", changelog.name,
               cwd=changelog.parent)
@@ -92,25 +113,60 @@ def plan(changelog: Path, notes_path: Path) -> dict[str, str]:
     }
 
 
+def tag_missing(changelog: Path) -> list[tuple[str, str]]:
+    """Tag (annotated) every release without a tag, oldest first; (version, commit) made."""
+    found = releases(changelog.read_text(encoding="utf-8"))
+    if not found:
+        raise ReleaseError("CHANGELOG.md has no released version yet (only Unreleased)")
+    made = []
+    for version, notes in reversed(found):
+        if is_tagged(version, changelog.parent):
+            continue
+        commit = release_commit(version, changelog)
+        git("tag", "-a", version, commit, "-m", f"{version}\n\n{notes}", cwd=changelog.parent)
+        made.append((version, commit))
+    return made
+
+
+def write_outputs(lines: list[str]) -> None:
+    """Append ``key=value`` lines to $GITHUB_OUTPUT when the workflow set it."""
+    github_output = os.environ.get("GITHUB_OUTPUT")
+    if github_output:
+        with open(github_output, "a", encoding="utf-8") as out:
+            out.write("\n".join(lines) + "\n")
+
+
+def run_plan(args: argparse.Namespace) -> None:
+    outputs = plan(args.changelog.resolve(), args.notes)
+    lines = [f"{key}={value}" for key, value in outputs.items()]
+    print("\n".join(lines))
+    write_outputs(lines)
+
+
+def run_tag(args: argparse.Namespace) -> None:
+    made = tag_missing(args.changelog.resolve())
+    for version, commit in made:
+        print(f"tagged {version} {commit}")
+    if not made:
+        print("every CHANGELOG release is tagged already")
+    write_outputs([f"tags={' '.join(version for version, _ in made)}"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     plan_parser = sub.add_parser("plan", help="the newest CHANGELOG version and its commit")
     plan_parser.add_argument("--changelog", type=Path, default=ROOT / "CHANGELOG.md")
     plan_parser.add_argument("--notes", type=Path, default=Path("release-notes.md"))
+    tag_parser = sub.add_parser("tag", help="annotated tags for every untagged release")
+    tag_parser.add_argument("--changelog", type=Path, default=ROOT / "CHANGELOG.md")
     args = parser.parse_args(argv)
 
     try:
-        outputs = plan(args.changelog.resolve(), args.notes)
+        run_plan(args) if args.command == "plan" else run_tag(args)
     except ReleaseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    lines = [f"{key}={value}" for key, value in outputs.items()]
-    print("\n".join(lines))
-    github_output = os.environ.get("GITHUB_OUTPUT")
-    if github_output:
-        with open(github_output, "a", encoding="utf-8") as out:
-            out.write("\n".join(lines) + "\n")
     return 0
 
 
