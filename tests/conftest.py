@@ -20,6 +20,7 @@ from copier import run_copy
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TEMPLATE_ROOT / "tools"))
 
+from cases import ACCOUNT_ID, AUTH_MODES, BASE_ANSWERS  # noqa: F401 - the shared test data
 from testkit import Result, free_port, run  # noqa: F401 - the shared test kit
 
 # Tests commit rendered projects and template clones: give git an identity that does
@@ -31,15 +32,6 @@ for _key, _value in {
     "GIT_COMMITTER_EMAIL": "tests@ai-gateway-starter.invalid",
 }.items():
     os.environ.setdefault(_key, _value)
-ACCOUNT_ID = "0123456789abcdef0123456789abcdef"
-AUTH_MODES = ("unified-billing", "byok", "request-headers")
-
-# Answers every test starts from; a test overrides what it cares about.
-BASE_ANSWERS = {
-    "project_name": "demo-svc",
-    "account_id": ACCOUNT_ID,
-    "gateway_id": "demo-gw",
-}
 
 
 _plain_template: Path | None = None

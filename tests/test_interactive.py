@@ -26,8 +26,7 @@ import pexpect
 import pytest
 import yaml
 from conftest import ACCOUNT_ID, TEMPLATE_ROOT
-from test_hostile_input import BAD_DATA
-from test_questions import BAD_ANSWERS, PYTHON_BAD_ANSWERS
+from cases import BAD_ANSWERS, BAD_DATA, PYTHON_BAD_ANSWERS
 
 # CSI sequences; a cursor-forward (ESC [ n C) stands for n blanks on a fresh screen.
 _CSI = re.compile(r"\x1b\[([0-9;?<>=]*)([A-Za-z])|\x1b[()][A-Z0-9]|\x1b[=>]")

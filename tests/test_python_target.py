@@ -11,13 +11,13 @@ hadolint), the README's uv commands and the Dockerfile's checks and install step
 
 from __future__ import annotations
 
-import os
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 from conftest import ACCOUNT_ID, AUTH_MODES, TEMPLATE_ROOT, render, rendered_files, run
+from testkit import clean_env
 
 PYTHON_FILES = {
     ".copier-answers.yml",
@@ -63,12 +63,6 @@ ALL_PROVIDERS = ["anthropic", "google-ai-studio", "workers-ai", "compat"]
 THREE_ENVIRONMENTS = ["development", "staging", "production"]
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """This environment without the app's variables (a developer's shell may have them)."""
-    env = {**os.environ, **extra}
-    for name in ("CF_AIG_TOKEN", "OPENAI_API_KEY", "CLOUDFLARE_ACCOUNT_ID", "SERVICE_API_KEY"):
-        env.pop(name, None)
-    return env
 
 
 def run_rendered_tests(project: Path) -> None:
@@ -194,6 +188,9 @@ def test_pyproject_dependencies_come_from_the_provider_table(render_project):
         "pydantic>=2.11",
         "pydantic-settings>=2.7",
         "python-dotenv>=1.0",
+        "limits>=5.6",
+        "redis>=5.2",
+        "tomlkit>=0.13",
     ]
     assert "optional-dependencies" not in pyproject["project"]
     assert pyproject["dependency-groups"]["dev"] == [

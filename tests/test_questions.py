@@ -12,27 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cases import BAD_ANSWERS, PYTHON_BAD_ANSWERS
 from conftest import BASE_ANSWERS, TEMPLATE_ROOT
 from copier import run_copy
 from template_repo import data_args, template_dir
 
-BAD_ANSWERS = [
-    ("project_name", "My-Service", "project_name: a letter, then a-z 0-9 and single hyphens"),
-    ("project_name", "my_service", "project_name: a letter, then a-z 0-9 and single hyphens"),
-    ("project_name", "my-service-", '54 at most (got "my-service-")'),
-    ("project_name", "9lives", "project_name: a letter, then a-z 0-9 and single hyphens"),
-    ("project_name", "a" * 55, "54 at most"),
-    ("account_id", "0123456789ABCDEF0123456789ABCDEF", "account_id must be 32 lowercase hex"),
-    ("account_id", "0123456789abcdef", "account_id must be 32 lowercase hex"),
-    ("gateway_id", "-prod", "gateway_id must be 1 to 64 of a-z 0-9 _, hyphens only between"),
-    ("gateway_id", "a--b", 'gateway_id must be 1 to 64 of a-z 0-9 _, hyphens only between (got "a--b")'),
-    ("gateway_id", "g" * 65, "gateway_id must be 1 to 64 of a-z 0-9 _"),
-]
-# Python module rules apply to the python-app target only (language is asked first).
-PYTHON_BAD_ANSWERS = [
-    ("project_name", "import", 'project_name "import" is a Python keyword'),
-    ("project_name", "openai", 'project_name "openai" would shadow the Python module'),
-]
 
 
 @pytest.fixture(scope="module")

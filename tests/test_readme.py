@@ -7,14 +7,10 @@ import re
 import sys
 from pathlib import Path
 
+from cases import quick_start_commands
 from conftest import TEMPLATE_ROOT, run
 
 README = (TEMPLATE_ROOT / "README.md").read_text()
-
-
-def quick_start_commands() -> list[str]:
-    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sh\n(.*?)\n```", section, flags=re.S)
 
 
 def test_quick_start_has_the_render_and_the_test_command():

@@ -314,7 +314,7 @@ def test_python_ci_steps_pass_on_the_rendered_app(tmp_path):
     import shutil
 
     from template_repo import init_project
-    from test_python_target import clean_env
+    from testkit import clean_env
 
     project = render(tmp_path / "app", language="python-app")
     # The app's variables never come from the machine running the tests.
@@ -540,7 +540,7 @@ def test_template_workflows_pass_the_schema_and_zizmor():
 
 
 def test_template_ci_runs_the_readmes_test_command():
-    from test_readme import quick_start_commands
+    from cases import quick_start_commands
 
     _, test_command = quick_start_commands()
     workflow = load(REPO_WORKFLOWS / "ci.yml")

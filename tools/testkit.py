@@ -11,12 +11,14 @@
   ``AI_GATEWAY_BASE_URL``, ``gateway.api_url`` for ``CLOUDFLARE_API_BASE_URL``. (The rendered
   python-app carries its own, ``tests/fake_gateway.py``, for its owners' tests.)
 - ``load_module(path, name)``: import a Python file that is not on ``sys.path``.
+- ``clean_env(**extra)``: this environment without the rendered services' own variables.
 
 ``tests/conftest.py`` puts tools/ on ``sys.path``; the benchmarks do the same.
 """
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import subprocess
 import sys
@@ -27,7 +29,8 @@ from types import ModuleType
 from typing import Self
 
 ROOT = Path(__file__).resolve().parents[1]
-__all__ = ["ROOT", "CommandFailed", "FakeGateway", "Result", "free_port", "load_module", "run"]
+__all__ = ["ROOT", "CommandFailed", "FakeGateway", "Result", "clean_env", "free_port", "load_module",
+           "run"]
 
 
 class CommandFailed(AssertionError):
@@ -90,6 +93,14 @@ def _children_cpu() -> float:
         return 0.0
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without the app's variables (a developer's shell may have them)."""
+    env = {**os.environ, **extra}
+    for name in ("CF_AIG_TOKEN", "OPENAI_API_KEY", "CLOUDFLARE_ACCOUNT_ID", "SERVICE_API_KEY"):
+        env.pop(name, None)
+    return env
 
 
 def free_port() -> int:
