@@ -1,4 +1,5 @@
-"""Command line: ``chat "PROMPT"`` prints the model's reply; ``serve`` runs the HTTP service.
+"""Command line: ``chat "PROMPT"`` prints the model's reply; ``serve`` runs the HTTP service;
+``callers add NAME`` / ``callers remove NAME`` edit callers.toml.
 
 Settings errors (a missing CF_AIG_TOKEN, say) end in one line on stderr and exit code 2,
 before any request is sent; gateway errors (an answer over MAX_UPSTREAM_BYTES included), and
@@ -13,10 +14,13 @@ import asyncio
 import json
 import sys
 
+from . import callers_cli
+from .auth import read_callers
+from .callers import CallersError
 from .errors import UpstreamError
 from .gateway import GatewayOptions
 from .providers import DEFAULT_PROVIDER, PROVIDERS, Upstream
-from .settings import Settings, SettingsError, load_settings
+from .settings import Settings, SettingsError, get_settings, load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    callers_cli.add_parser(commands)
     return parser
 
 
@@ -82,8 +87,21 @@ async def run_chat(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def check_callers() -> None:
+    """callers.toml as the service reads it at start-up: CallersError or SettingsError."""
+    settings = get_settings()
+    read_callers(settings)
+    settings.check("RATE_LIMIT_STORAGE_URL")
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
+
+    try:  # one line and exit 2, rather than uvicorn's traceback from the lifespan
+        check_callers()
+    except (CallersError, SettingsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
     # Each request logs one JSON line (request_log.py): no access log beside it.
     uvicorn.run(f"{__package__}.app:app", host=args.host, port=args.port, access_log=False)
@@ -94,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "callers":
+        return callers_cli.run(args)
     try:
         settings = load_settings()
         if args.timeout is not None:

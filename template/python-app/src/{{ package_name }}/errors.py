@@ -13,6 +13,7 @@ ERROR_CLASSES = {
     405: "method_not_allowed",
     413: "too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
     500: "internal",
     502: "upstream",
     504: "timeout",

@@ -6,8 +6,17 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
+from .callers import MAX_TOKENS_LIMIT, METADATA_TOO_MANY
 from .gateway import GatewayOptions, GatewayResponse
 from .request_log import token_usage
 
@@ -32,6 +41,7 @@ class ChatRequest(BaseModel):
     messages: list[Message] | None = None
     model: StrictStr | None = Field(None, min_length=1)
     stream: StrictBool = False
+    max_tokens: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
     gateway: GatewayOptions = Field(default_factory=GatewayOptions)
 
     @model_validator(mode="after")
@@ -141,6 +151,8 @@ def validation_message(errors: Sequence[Any]) -> str:
         return '"stream" must be true or false'
     if field == "model":
         return '"model" must be a non-empty string'
+    if field == "max_tokens":
+        return f'"max_tokens" must be an integer from 1 to {MAX_TOKENS_LIMIT}'
     if field == "gateway" and len(loc) == 1:
         return '"gateway" must be an object'
     if field == "gateway":
@@ -152,6 +164,8 @@ def _gateway_message(option: str, error: Any) -> str:
     kind = error.get("type", "")
     if kind == "extra_forbidden":
         return f"unknown gateway option {option!r}"
+    if option == "metadata" and kind == "too_long":
+        return METADATA_TOO_MANY
     if kind == "value_error":
         return str(error["ctx"]["error"])
     if kind.endswith("_type"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..gateway import (
     KEYLESS_PLACEHOLDER,
@@ -35,6 +35,7 @@ from ..streaming import close_shielded
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
+    from openai.types.chat import ChatCompletionMessageParam
 
     from . import Provider
 
@@ -91,14 +92,20 @@ async def complete(
     model: str,
     stream: bool = False,
     headers: Mapping[str, str] | None = None,
+    max_tokens: int | None = None,
 ) -> Reply:
     """One chat completion, streamed or not."""
     options: dict[str, Any] = {"stream": True} if stream else {}
+    if max_tokens is not None:
+        options["max_tokens"] = max_tokens
     if headers:
         options["extra_headers"] = dict(headers)
     started = time.perf_counter()
     raw = await client.chat.completions.with_raw_response.create(
-        model=model, messages=messages, **options
+        model=model,
+        # models.py checked each message's role and content: the SDK's message shape
+        messages=cast("list[ChatCompletionMessageParam]", messages),
+        **options,
     )
     gateway = GatewayResponse.from_headers(raw.headers)
     upstream_ms = round((time.perf_counter() - started) * 1000, 1)
