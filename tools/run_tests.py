@@ -7,7 +7,9 @@
    file changes);
 2. Node >= 22.12 for wrangler 4: the machine's node if new enough, else the npm
    registry package node-<platform>-<arch>@22 in .cache/node22 (tools/node22.py);
-3. pytest, with that Node first on PATH, in parallel (``-n <CPUs + 1>``: one worker per CPU and one more;
+3. redis-server (tests/test_callers.py runs a real one): the machine's, else Debian's or
+   Ubuntu's package through apt-get (as root, or with sudo -n as on GitHub's runners);
+4. pytest, with that Node first on PATH, in parallel (``-n <CPUs + 1>``: one worker per CPU and one more;
    pytest.ini's ``--dist loadgroup`` keeps tests that share an expensive fixture on one
    worker) and verbose (one line per test as it finishes).
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -119,6 +122,25 @@ def pytest_args(argv: list[str]) -> list[str]:
     return args
 
 
+def ensure_redis_server() -> bool:
+    """redis-server on PATH, installed with apt-get when missing; False when it cannot be."""
+    if shutil.which("redis-server"):
+        return True
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    for command in (["apt-get", "install", "-y", "redis-server"], ["apt-get", "update"],
+                    ["apt-get", "install", "-y", "redis-server"]):
+        if shutil.which(command[0]) is None:
+            break
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run([*sudo, *command], env=env, check=False, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if shutil.which("redis-server"):
+            return True
+    print("run_tests: redis-server is missing and apt-get could not install it; install "
+          "it (Debian/Ubuntu: apt-get install redis-server) and run again", file=sys.stderr)
+    return False
+
+
 def main(argv: list[str]) -> int:
     python = ensure_venv()
     try:
@@ -127,6 +149,9 @@ def main(argv: list[str]) -> int:
     except Node22Error as error:
         print(f"run_tests: {error}", file=sys.stderr)
         return 1
+    with step("redis-server: finding or installing it (apt-get)"):
+        if not ensure_redis_server():
+            return 1
     env = {**os.environ, "PATH": os.pathsep.join([str(node_bin), os.environ.get("PATH", "")])}
     env.pop("PYTHONPATH", None)
     command = [str(python), "-m", "pytest", *pytest_args(argv)]
