@@ -78,7 +78,7 @@ def test_quick_start_as_written_gives_a_service_that_copier_update_updates(tmp_p
     assert git(service, "status", "--porcelain") == ""
 
     update = rendered_update_command(service)
-    assert update == "uvx copier update --trust --defaults --skip-answered"
+    assert update == f"{copier} update --trust --defaults --skip-answered"  # the same pin
     updated = run(["bash", "-c", update], service, env=env, timeout=600)
 
     assert updated.returncode == 0, updated.stdout + updated.stderr

@@ -111,7 +111,8 @@ def check_hardening(path: Path) -> None:
 def test_rendered_workflows_pass_the_schema_and_zizmor(projects, variant):
     workflows = projects[variant] / ".github/workflows"
     files = sorted(workflows.glob("*.yml"))
-    assert [f.name for f in files] == ["ci.yml", "deploy.yml", "gateway.yml"]
+    assert [f.name for f in files] == ["ci.yml", "deploy.yml", "gateway.yml",
+                                       "template-update.yml"]
 
     check_schema(files)
     check_zizmor(workflows)
