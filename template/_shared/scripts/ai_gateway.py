@@ -243,6 +243,9 @@ class EnvSecret(str):
     """A secret the settings file names by its environment variable (`<field>_env`): its
     value, or "" when the variable is unset (then `unset` is true and it is never compared)."""
 
+    variable: str
+    unset: bool
+
     def __new__(cls, variable: str):
         value = os.environ.get(variable, "")
         if value:
@@ -714,12 +717,13 @@ class Api:
         """One HTTP exchange within `limit` seconds, however slowly the server answers:
         (status, reason, headers, body bytes). No redirects followed."""
         parts = urlsplit(url)
+        host = parts.hostname or ""  # check_base_url() refused a base URL without a host
         if parts.scheme == "https":
             conn = http.client.HTTPSConnection(
-                parts.hostname, parts.port, timeout=limit, context=ssl.create_default_context()
+                host, parts.port, timeout=limit, context=ssl.create_default_context()
             )
         else:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=limit)
+            conn = http.client.HTTPConnection(host, parts.port, timeout=limit)
         headers = {
             "Authorization": f"Bearer {self.token}",
             "Accept": "application/json",
@@ -1653,7 +1657,7 @@ def _count(n: int, noun: str) -> str:
 
 def _offline_plan(args, settings, envs) -> int:
     """sync --dry-run without a token: show what the file asks for, compare nothing."""
-    plan = [
+    plan: list[dict] = [
         {
             "env": env,
             "id": settings["gateways"][env]["id"],

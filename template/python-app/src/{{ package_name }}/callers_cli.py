@@ -98,12 +98,13 @@ def remove(args: argparse.Namespace) -> None:
 
 def _read(path: Path) -> Any:
     import tomlkit
+    from tomlkit.exceptions import ParseError
 
     try:
         return tomlkit.parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return tomlkit.document()
-    except (OSError, UnicodeDecodeError, tomlkit.exceptions.ParseError) as error:
+    except (OSError, UnicodeDecodeError, ParseError) as error:
         raise Refused(f"{path}: cannot be read: {error}") from None
 
 

@@ -114,7 +114,7 @@ def upstream_error(error: BaseException) -> BaseException:
         cause = cause.__cause__ or cause.__context__
     response = getattr(error, "response", None)
     status = getattr(response, "status_code", None)
-    if isinstance(status, int):
+    if response is not None and isinstance(status, int):
         log_id = response.headers.get("cf-aig-log-id")
         return UpstreamError(_with_log_id(f"the gateway answered {status}", log_id), status, log_id)
     url = getattr(getattr(error, "request", None), "url", None)

@@ -35,7 +35,7 @@ from ..streaming import close_shielded
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
-    from openai.types.chat import ChatCompletionMessageParam
+    from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
     from . import Provider
 
@@ -110,7 +110,7 @@ async def complete(
     gateway = GatewayResponse.from_headers(raw.headers)
     upstream_ms = round((time.perf_counter() - started) * 1000, 1)
     if not stream:
-        completion = raw.parse()
+        completion = cast("ChatCompletion", raw.parse())  # not streamed: one completion
         usage = completion.usage.model_dump() if completion.usage else None
         text = completion.choices[0].message.content or "" if completion.choices else ""
         model = completion.model or model
