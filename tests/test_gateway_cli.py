@@ -1122,3 +1122,64 @@ def test_every_section_synced_against_the_schema(fake, render_project, tmp_path)
     assert "note: OTEL_EXPORTER_TOKEN is not set here" in unset.stdout
     assert_failure(run("sync", OTEL_EXPORTER_TOKEN=""), 2, "OTEL_EXPORTER_TOKEN is not set")
     assert fake.writes() == []
+
+
+# ---- spend limits: the rules the file names, the dashboard's kept --------------------------
+
+PER_CALLER = {"limit": 50, "limitType": "cost", "window": 86400,
+              "metadata": {"caller": {"mode": "partition"}}}
+PER_MODEL = {"limit": 5, "limitType": "cost", "window": 3600,
+             "model": {"mode": "filter", "values": ["gpt-4o-mini"]}}
+DASHBOARD_RULE = {"id": "dash-1", "limit": 10, "limitType": "cost", "window": 86400,
+                  "provider": {"mode": "filter", "values": ["anthropic"]}}
+
+
+def spend_config(path: Path, *rules: dict) -> Path:
+    """ai-gateway.toml with spend_limits (enabled) and these rules."""
+    text = write_config(path).read_text() + "\n[gateways.production.spend_limits]\nenabled = true\n"
+    for rule in rules:
+        text += "\n[[gateways.production.spend_limits.rules]]\n" + "".join(
+            f"{k} = {toml_inline(v)}\n" for k, v in rule.items())
+    path.write_text(text)
+    return path
+
+
+def test_sync_applies_the_files_spend_rules_and_keeps_a_dashboard_rule(fake, tmp_path):
+    # The gateway has a rule made in the dashboard, and a per-caller rule the file now changes
+    # (the gateway gave it an id and a technique the file does not name).
+    owned = {**PER_CALLER, "id": "cf-7", "limit": 20, "technique": "fixed"}
+    fake.seed(**create_body("demo-gw", spend_limits={"enabled": False,
+                                                     "rules": [DASHBOARD_RULE, owned]}))
+    config = spend_config(tmp_path / "ai-gateway.toml", PER_CALLER, PER_MODEL)
+
+    synced = cli("sync", fake=fake, config=config)
+
+    assert synced.returncode == 0, synced.stderr
+    assert "    spend_limits.rules[1].limit: 20 -> 50\n" in synced.stdout
+    (put,) = fake.writes()
+    assert put.method == "PUT"
+    assert put.body["spend_limits"] == {"enabled": True, "rules": [
+        DASHBOARD_RULE, {**owned, "limit": 50}, PER_MODEL]}
+
+
+def test_unchanged_spend_limits_mean_reads_only(fake, tmp_path):
+    owned = {**PER_CALLER, "id": "cf-7", "technique": "fixed"}
+    fake.seed(**create_body("demo-gw", spend_limits={"enabled": True,
+                                                     "rules": [DASHBOARD_RULE, owned, PER_MODEL]}))
+    config = spend_config(tmp_path / "ai-gateway.toml", PER_CALLER, PER_MODEL)
+
+    synced = cli("sync", fake=fake, config=config)
+
+    assert synced.returncode == 0, synced.stderr
+    assert fake.calls() == [LIST]
+    assert "production: demo-gw: unchanged" in synced.stdout
+
+
+def test_a_spend_rule_named_twice_is_refused_before_any_request(fake, tmp_path):
+    config = spend_config(tmp_path / "ai-gateway.toml", PER_CALLER, {**PER_CALLER, "limit": 9})
+
+    refused = cli("sync", fake=fake, config=config)
+
+    assert_failure(refused, 2, "[gateways.production] spend_limits.rules[1] has the same "
+                               "metadata, model and provider as an earlier rule")
+    assert fake.requests == []

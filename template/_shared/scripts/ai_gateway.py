@@ -541,6 +541,7 @@ def load_gateway(env: str, gw, every_route: dict, every_key: dict) -> dict:
                 f"{where} {key} is set by Cloudflare: remove it from the file", EXIT_USAGE
             )
     settings = with_secrets({k: v for k, v in gw.items() if k not in NOT_SETTINGS}, where)
+    check_spend_rules(settings.get("spend_limits"), where)
     check_strict(
         where, create_body({"id": gw["id"], "settings": settings}), "gateway_create", STRICTER
     )
@@ -573,8 +574,63 @@ def update_body(current: dict, gw: dict) -> dict:
     body = {k: pruned(v) for k, v in current.items() if k in updatable and v is not None}
     for key in NULLABLE_SETTINGS:
         body.setdefault(key, current.get(key))
-    body.update(gw["settings"])
+    body.update(wanted_settings(current, gw))
     return body
+
+
+# Spend limits: the file owns the gateway's rules it names: by "id" when a rule of the file
+# has one, else by what the rule applies to (its metadata, model and provider). The gateway's
+# other rules (made in the dashboard, say) are kept, in their place; an owned rule keeps what
+# the file leaves out of it. A rule named by what it applies to that changes what it applies
+# to is another rule: the old one stays on the gateway until deleted there.
+SPEND_RULE_SELECTORS = ("metadata", "model", "provider")
+
+
+def spend_rule_key(rule: dict) -> str:
+    if "id" in rule:
+        return json.dumps({"id": rule["id"]})
+    return json.dumps({k: rule.get(k) for k in SPEND_RULE_SELECTORS}, sort_keys=True)
+
+
+def check_spend_rules(spend_limits, where: str) -> None:
+    """Each rule of the file is named once: by its id, or by what it applies to."""
+    seen = set()
+    rules = spend_limits.get("rules") if isinstance(spend_limits, dict) else None
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        if not isinstance(rule, dict):
+            continue  # the schema check says what a rule must be
+        key = spend_rule_key(rule)
+        if key in seen:
+            what = "id" if "id" in rule else "metadata, model and provider"
+            raise CliError(
+                f"{where} spend_limits.rules[{i}] has the same {what} as an earlier rule",
+                EXIT_USAGE,
+            )
+        seen.add(key)
+
+
+def merged_spend_limits(current, wanted: dict) -> dict:
+    """The gateway's spend limits with the file's applied: each rule of the file replaces
+    the gateway's rule it names, or is added after the gateway's; the others are kept."""
+    current = pruned(current or {})
+    mine = {spend_rule_key(rule): rule for rule in wanted.get("rules", [])}
+    rules = []
+    for rule in current.get("rules") or []:
+        by_id = json.dumps({"id": rule.get("id")})
+        applies_to = spend_rule_key({k: v for k, v in rule.items() if k != "id"})
+        key = by_id if by_id in mine else applies_to
+        rules.append({**rule, **mine.pop(key)} if key in mine else rule)
+    rules += mine.values()
+    return {**current, **{k: v for k, v in wanted.items() if k != "rules"}, "rules": rules}
+
+
+def wanted_settings(current: dict, gw: dict) -> dict:
+    """The file's settings as they apply to the gateway `current` (spend limits merged)."""
+    settings = gw["settings"]
+    if not isinstance(settings.get("spend_limits"), dict):
+        return settings
+    spend = merged_spend_limits(current.get("spend_limits"), settings["spend_limits"])
+    return {**settings, "spend_limits": spend}
 
 
 def pruned(value):
@@ -627,7 +683,7 @@ def drift(current: dict, gw: dict) -> dict:
     """{setting: (current, wanted)} for every setting of the file that differs."""
     return {
         key: (current.get(key), wanted)
-        for key, wanted in gw["settings"].items()
+        for key, wanted in wanted_settings(current, gw).items()
         if not same_value(key, current.get(key), wanted)
     }
 
