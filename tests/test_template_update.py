@@ -100,8 +100,8 @@ def run_steps(project: Path, tmp_path: Path, steps: list[str]) -> tuple[str, str
 def expected_body(conflicts: str) -> str:
     return f"""## Template update: {OLD} -> {NEW}
 
-`.github/workflows/template-update.yml` ran `{STEPS[0]}` (every recorded answer kept) \
-and refreshed the lock file.
+`.github/workflows/template-update.yml` ran `{STEPS[0]}` (the newest release, every \
+recorded answer kept), then the lock file's command.
 
 ### Versions crossed
 

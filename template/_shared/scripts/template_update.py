@@ -270,8 +270,8 @@ def body(old: str, new: str, changelog: str | None, found: list[str], lock: str)
         notes = changelog_markdown(sections) or "CHANGELOG.md has no entry for these versions."
     text = (
         f"## {title(old, new)}\n\n"
-        f"`.github/workflows/template-update.yml` ran `{UPDATE_COMMAND}` (every recorded "
-        "answer kept) and refreshed the lock file.\n\n"
+        f"`.github/workflows/template-update.yml` ran `{UPDATE_COMMAND}` (the newest "
+        "release, every recorded answer kept), then the lock file's command.\n\n"
         f"### Versions crossed\n\nFrom `{old}` to `{new}`:\n\n{crossed}\n\n"
         f"### Conflicts\n\n{conflicts_markdown(found)}\n\n"
         f"### Lock file\n\n{lock}\n\n"
