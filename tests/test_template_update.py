@@ -141,6 +141,17 @@ def test_workflow_runs_the_steps_tested_here(service):
     assert publish["env"]["GH_TOKEN"] == "${{ secrets.TEMPLATE_UPDATE_TOKEN || github.token }}"
 
 
+def test_readme_names_the_token_and_the_commands_the_workflow_uses(service):
+    readme = (service / "README.md").read_text()
+    section = readme.split("## Updating from the template\n", 1)[1].split("\n## ", 1)[0]
+    workflow = (service / ".github/workflows/template-update.yml").read_text()
+    assert "secrets.TEMPLATE_UPDATE_TOKEN" in workflow
+    assert "- **`TEMPLATE_UPDATE_TOKEN`** (repository secret; used when set)" in section
+    assert "Contents, Pull requests and Workflows: Read and\n  write" in section
+    assert f"`{STEPS[0]}`" in section
+    assert "`uv.lock` (`uv lock`)" in section
+
+
 def test_update_moves_to_the_new_release_with_a_fresh_lock_and_its_changelog(service,
                                                                                tmp_path):
     project = copy_of(service, tmp_path)
@@ -169,6 +180,22 @@ def test_update_lists_the_file_an_owner_edit_collided_in(service, tmp_path):
     assert body == expected_body(
         "Resolve these on this branch before merging (keep what you want, delete the "
         "markers or the `.rej` file, commit):\n\n- `README.md` (conflict markers)")
+
+
+def test_update_with_a_conflict_in_pyproject_leaves_the_lock_to_the_owner(service, tmp_path):
+    project = copy_of(service, tmp_path)
+    replace_once(project / "pyproject.toml", '"python-dotenv>=1.0",', '"python-dotenv>=1.1",')
+    commit_all(project, "owner's python-dotenv pin")
+    lock_before = (project / "uv.lock").read_text()
+
+    body, output = run_steps(project, tmp_path, STEPS[:2])
+
+    assert "<<<<<<< before updating\n" in (project / "pyproject.toml").read_text()
+    assert (project / "uv.lock").read_text() == lock_before  # uv lock did not run
+    assert output == f"changed=true\nold={OLD}\nnew={NEW}\nconflicts=1\n"
+    assert "- `pyproject.toml` (conflict markers)" in body
+    assert ("### Lock file\n\n`uv.lock` was not refreshed: `pyproject.toml` has conflicts. "
+            "Resolve them, then run `uv lock` and commit `uv.lock`.\n") in body
 
 
 def test_report_without_an_update_changes_nothing(service, tmp_path):
