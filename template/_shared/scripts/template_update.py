@@ -327,29 +327,11 @@ def publish(project: Path, body_path: Path) -> str:
     git("commit", "--quiet", "-m", wanted, cwd=project)
     gh("auth", "setup-git", cwd=project)
     git("push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{BRANCH}", cwd=project)
+    fields = ["--title", wanted, "--body-file", str(body_path)]
     if existing:
-        gh(
-            "pr",
-            "edit",
-            str(existing["number"]),
-            "--title",
-            wanted,
-            "--body-file",
-            str(body_path),
-            cwd=project,
-        )
+        gh("pr", "edit", str(existing["number"]), *fields, cwd=project)
         return f"pull request #{existing['number']} now proposes {new}"
-    url = gh(
-        "pr",
-        "create",
-        "--head",
-        BRANCH,
-        "--title",
-        wanted,
-        "--body-file",
-        str(body_path),
-        cwd=project,
-    )
+    url = gh("pr", "create", "--head", BRANCH, *fields, cwd=project)
     return f"opened {url.strip()}"
 
 
