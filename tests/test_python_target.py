@@ -57,6 +57,7 @@ PYTHON_FILES = {
     "tests/conftest.py",
     "tests/fake_gateway.py",
     "tests/test_app.py",
+    "tests/test_callers.py",
     "tests/test_cli.py",
     "tests/test_client.py",
     "tests/test_gateway.py",

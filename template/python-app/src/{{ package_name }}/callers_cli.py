@@ -93,6 +93,8 @@ def remove(args: argparse.Namespace) -> None:
     if args.name not in callers:
         raise Refused(f'no caller "{args.name}" in {args.file}')
     del callers[args.name]
+    if not callers:
+        del document["callers"]
     _write(args.file, document)
 
 
@@ -114,6 +116,6 @@ def _write(path: Path, document: Any) -> None:
     allowed = settings.allowed_models or tuple(p.default_model for p in PROVIDERS.values())
     parse_callers(document.unwrap(), allowed, str(path))  # as the service's read_callers
     temporary = path.with_name(f".{path.name}.tmp")
-    text = document.as_string()
-    temporary.write_text(text if text.endswith("\n") else f"{text}\n", encoding="utf-8")
+    text = document.as_string().rstrip("\n") + "\n"
+    temporary.write_text(text, encoding="utf-8")
     temporary.replace(path)
