@@ -116,7 +116,8 @@ def test_package_json(rendered):
     assert scripts["test"] == "vitest run"
     assert scripts["typecheck"] == "tsc --noEmit"
     assert scripts["cf-typegen"] == "wrangler types --include-runtime=false --strict-vars=false"
-    assert scripts["prepare"] == "npm run cf-typegen"
+    # npm install runs it: wrangler's warnings and errors show (and fail the install), not the types
+    assert scripts["prepare"] == "WRANGLER_LOG=warn npm run --silent cf-typegen"
     assert scripts["gateway:sync"] == "python3 scripts/ai_gateway.py sync"
     deps = {**package["dependencies"], **package["devDependencies"]}
     for dep, major in [("wrangler", "^4."), ("vitest", "^5."), ("typescript", "^7."), ("openai", "^7.")]:
@@ -333,6 +334,19 @@ def test_an_old_node_fails_fast_with_one_clear_line(worker_project, tmp_path):
     assert "Not compatible with your version of node/npm: demo-svc@0.1.0" in out, out[-2000:]
     assert 'Required: {"node":">=99"}' in out
     assert not (copy / "node_modules").exists()
+
+
+@pytest.mark.xdist_group(f"test_worker_target:{CI_VARIANT}")  # its npm install, once per run
+def test_npm_install_prints_npms_lines_only(worker_project):
+    """The prepare script writes worker-configuration.d.ts without printing it: what the
+    install showed is npm's prepare banner and its summary (the fixture's --loglevel=error)."""
+    lines = [line for line in plain(worker_project(CI_VARIANT).install.output).splitlines()
+             if line.strip()]
+
+    assert lines[:2] == ["> demo-svc@0.1.0 prepare",
+                         "> WRANGLER_LOG=warn npm run --silent cf-typegen"], lines
+    assert len(lines) == 3 and re.fullmatch(r"(added|removed|changed|up to date).* in [\d.]+m?s",
+                                            lines[2]), lines
 
 
 @pytest.mark.xdist_group(f"test_worker_target:{CI_VARIANT}")  # its npm install, once per run

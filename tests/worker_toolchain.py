@@ -135,7 +135,9 @@ def check_lint(output: str) -> None:
 
 
 def check_vitest(name: str, output: str, seconds: float) -> None:
-    """`npm test`: the rendered suite passed in workerd, all of it, none skipped."""
+    """`npm test`: the rendered suite passed in workerd, all of it, none skipped, and wrangler
+    warned of no missing secret (the tests bring their own)."""
+    assert "Missing required secrets" not in output and "Using secrets" not in output, output
     counts = vitest_counts(output)
     minimum = 35 if "providers" in VARIANTS[name] else 25
     assert counts.get("passed", 0) >= minimum and not counts.get("failed") and not counts.get("skipped"), counts
@@ -260,6 +262,7 @@ def npm_env() -> dict[str, str]:
 class Project:
     def __init__(self, name: str, path: Path, env: dict[str, str]):
         self.name, self.path, self.env = name, path, env
+        self.install: Result | None = None  # what its `npm install` printed
 
     def run(self, *args: str, timeout: float = 600) -> Result:
         return run(list(args), self.path, self.env, timeout)
@@ -289,6 +292,7 @@ def worker_project(rendered, npm_env):
                                 copy_function=os.link)
             install = project.run("npm", "install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error")
             install.check()
+            project.install = install
             METRICS.setdefault(name, {})["npm install s"] = round(install.seconds, 1)
             projects[name] = project
         return projects[name]

@@ -255,6 +255,12 @@ function refusal(response: Response, logId: string | null, maxBytes: number): Ht
  * at most `maxBytes` of it (MAX_UPSTREAM_BYTES: of a stream, the raw bytes read). Whatever went
  * wrong is kept, so `error()` answers with it whichever SDK wrapped it on the way.
  */
+/** Where a request went, without its query string (an SDK may put a key there). */
+function withoutQuery(input: RequestInfo | URL): string {
+  const url = input instanceof Request ? input.url : String(input);
+  return url.split("?", 1)[0] ?? url;
+}
+
 export class Upstream implements StreamSource {
   /** The log id and cache status of the last answer. */
   result: GatewayResult = { logId: null, cacheStatus: null };
@@ -277,8 +283,9 @@ export class Upstream implements StreamSource {
     const response = await this.timed(async () => {
       try {
         return await fetch(input, { ...init, redirect: "manual", signal });
-      } catch (err) {
-        throw this.#fail(new UpstreamError(`could not reach the gateway: ${describe(err)}`, null));
+      } catch {
+        // The URL, as the Python service says it: workerd's own message is only a reference.
+        throw this.#fail(new UpstreamError(`could not reach the gateway at ${withoutQuery(input)}`, null));
       }
     });
     this.result = gatewayResult(response);

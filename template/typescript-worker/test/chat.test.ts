@@ -249,7 +249,7 @@ describe("errors", () => {
     const res = await exports.default.fetch(chatRequest({ prompt: "Hello" }));
     expect(res.status).toBe(502);
     expect(await res.json()).toEqual({
-      error: "could not reach the gateway: Network connection lost.",
+      error: `could not reach the gateway at ${GATEWAY}/chat/completions`,
       status: null,
       log_id: null,
     });
