@@ -827,7 +827,7 @@ def wrangler_vars(values: dict[str, str]) -> list[str]:
     return [arg for name in names for arg in ("--var", f"{name}:{values[name]}")]
 
 
-@pytest.mark.xdist_group("test_worker_target:unified-billing")  # its npm install, once per run
+@pytest.mark.xdist_group("worker:unified-billing")  # its npm install, once per run
 def test_the_worker_keeps_the_contract(worker_project, tmp_path):
     """The table, the document (served, as README says, schemathesis) and the log lines; then
     with a long deadline: hang-ups and endless answers; then settings hidden from a caller

@@ -1,17 +1,17 @@
-"""The test infrastructure itself: tools/testkit.py, the xdist grouping in conftest.py and
-the defaults tools/run_tests.py gives pytest."""
+"""The test infrastructure itself: tools/testkit.py, the parallel schedule of
+tests/scheduling.py and the defaults tools/run_tests.py gives pytest."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 from conftest import TEMPLATE_ROOT
 from testkit import CommandFailed, FakeGateway, free_port, run
-
-pytest_plugins = ["pytester"]
 
 
 def test_run_captures_output_exit_code_and_times(tmp_path):
@@ -53,133 +53,109 @@ def test_fake_gateway_answers_like_the_provider_and_records_requests():
 
 
 # ---------------------------------------------------------------------------------------------
-# conftest.py's xdist groups, on a synthetic suite that loads the real conftest
+# tests/scheduling.py: units and their order, on synthetic suites run with the real plugin
 
-CONFTEST = f"""
-import importlib.util, json, os, sys
-sys.path.insert(0, {str(TEMPLATE_ROOT / "tests")!r})  # what the real conftest imports
-spec = importlib.util.spec_from_file_location("aig_conftest", {str(TEMPLATE_ROOT / "tests" / "conftest.py")!r})
-aig = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(aig)
-pytest_collection_modifyitems = aig.pytest_collection_modifyitems
-
-def pytest_collection_finish(session):
-    groups = {{}}
-    for item in session.items:
-        mark = item.get_closest_marker("xdist_group")
-        groups[item.name] = mark.args[0] if mark else None
-    with open(os.environ["GROUPS_OUT"], "w") as out:
-        json.dump({{"groups": groups, "order": [i.name for i in session.items]}}, out)
-"""
-
-SUITE = """
-import pytest
-
-VARIANTS = {"small": {}, "big": {}}
-
-@pytest.fixture(scope="module")
-def release():
-    return 1
-
-@pytest.fixture(scope="module")
-def refusals():
-    return 2
-
-@pytest.fixture(scope="module")
-def renders(release):
-    return 3
-
-@pytest.fixture
-def env(release):
-    return 4
-
-@pytest.mark.parametrize("name", VARIANTS)
-def test_variant(name):
-    pass
-
-def test_uses_release(release):
-    pass
-
-def test_uses_release_and_refusals(release, refusals):
-    pass
-
-def test_uses_renders(renders):
-    pass
-
-def test_through_a_function_fixture(env):
-    pass
-
-def test_alone(tmp_path):
-    pass
-"""
-
-
-def collect(pytester, monkeypatch, tmp_path, *args: str) -> dict:
-    out = tmp_path / "groups.json"
-    monkeypatch.setenv("GROUPS_OUT", str(out))
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_suite=SUITE)
-    result = pytester.runpytest_subprocess("--co", "-q", "-p", "no:cacheprovider", *args)
-    assert result.ret == 0, result.stdout.str() + result.stderr.str()
-    return json.loads(out.read_text())
-
-
-def test_tests_sharing_an_expensive_fixture_share_an_xdist_group(pytester, monkeypatch, tmp_path):
-    groups = collect(pytester, monkeypatch, tmp_path)["groups"]
-    assert groups["test_variant[small]"] == "test_suite:small"
-    assert groups["test_variant[big]"] == "test_suite:big"
-    # release and refusals are asked for together: one group holds both and every test of
-    # either; renders (which builds on release, but is not asked for beside it) is its own.
-    joined = "test_suite:refusals+release"
-    assert groups["test_uses_release"] == groups["test_uses_release_and_refusals"] == joined
-    assert groups["test_through_a_function_fixture"] == joined
-    assert groups["test_uses_renders"] == "test_suite:renders"
-    assert groups["test_alone"] is None
-
-
-def test_an_xdist_worker_starts_the_heaviest_groups_first(pytester, monkeypatch, tmp_path):
-    # What an xdist worker sees: the controller's durations from the previous run.
-    pytester.makepyfile(worker_input="""
-import pytest
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_configure(config):
-    config.workerinput = {"aig_durations": {"test_suite.py::test_uses_renders": 30.0,
-                                            "test_suite.py::test_alone": 5.0}}
-""")
-    order = collect(pytester, monkeypatch, tmp_path, "-p", "worker_input")["order"]
-    assert order[:2] == ["test_uses_renders", "test_alone"]
-    # Then the 3-test group (unknown tests weigh one second each), then the single variants.
-    assert set(order[2:5]) == {"test_uses_release", "test_uses_release_and_refusals",
-                               "test_through_a_function_fixture"}
-
-
-def test_under_xdist_each_group_runs_on_one_worker(pytester, monkeypatch, tmp_path):
-    """The groups hold under pytest-xdist's loadgroup (also where xdist's own node-id suffix
-    does not take, see conftest._group_suffixes)."""
-    seen = tmp_path / "seen"
-    seen.mkdir()
-    monkeypatch.setenv("SEEN", str(seen))
-    monkeypatch.setenv("GROUPS_OUT", str(tmp_path / "groups.json"))
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_spread="""
+SUITE_A = """
 import os, pathlib, pytest
 
-VARIANTS = {"red": {}, "blue": {}}
+def seen(name):  # which worker ran this test, for the assertions
+    pathlib.Path(os.environ["SEEN"], name).write_text(os.environ.get("PYTEST_XDIST_WORKER", "-"))
 
-@pytest.mark.parametrize("name", VARIANTS)
-@pytest.mark.parametrize("i", range(6))
+@pytest.mark.parametrize("i", range(4))
+def test_file_default(i):
+    seen(f"a-file-{i}")
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xdist_group(f"npm:{n}"))
+                                  for n in ("red", "blue")])
+@pytest.mark.parametrize("i", range(3))
 def test_variant(name, i):
-    worker = os.environ["PYTEST_XDIST_WORKER"]
-    pathlib.Path(os.environ["SEEN"], f"{name}-{i}").write_text(worker)
-""")
-    result = pytester.runpytest_subprocess("-n", "2", "--dist", "loadgroup", "-p", "no:cacheprovider")
-    assert result.ret == 0, result.stdout.str()
-    workers: dict[str, set[str]] = {}
-    for path in seen.iterdir():
-        workers.setdefault(path.name.split("-")[0], set()).add(path.read_text())
-    assert {name: len(ids) for name, ids in workers.items()} == {"red": 1, "blue": 1}, workers
-    assert len(list(seen.iterdir())) == 12
+    seen(f"{name}-a-{i}")
+
+@pytest.mark.standalone
+@pytest.mark.parametrize("i", range(4))
+def test_alone(i):
+    seen(f"a-alone-{i}")
+"""
+SUITE_B = """
+import os, pathlib, pytest
+
+def seen(name):
+    pathlib.Path(os.environ["SEEN"], name).write_text(os.environ.get("PYTEST_XDIST_WORKER", "-"))
+
+@pytest.mark.xdist_group("npm:red")  # the same group as test_a's red variant
+@pytest.mark.parametrize("i", range(3))
+def test_red_elsewhere(i):
+    seen(f"red-b-{i}")
+
+@pytest.mark.parametrize("i", range(3))
+def test_file_default(i):
+    seen(f"b-file-{i}")
+"""
+
+
+def run_suite(root: Path, *args: str) -> dict[str, str]:
+    """Run SUITE_A and SUITE_B in ``root`` with tests/scheduling.py: test -> its worker."""
+    seen = root / "seen"
+    seen.mkdir()
+    (root / "pytest.ini").write_text("[pytest]\n")
+    (root / "test_a.py").write_text(SUITE_A)
+    (root / "test_b.py").write_text(SUITE_B)
+    # Only the plugins these runs need (hypothesis and schemathesis cost 2 CPU-s a process).
+    env = {**os.environ, "SEEN": str(seen), "PYTHONPATH": str(TEMPLATE_ROOT / "tests"),
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    result = run([sys.executable, "-m", "pytest", "-p", "xdist", "-p", "scheduling",
+                  "-p", "no:cacheprovider", "-q", *args], cwd=root, env=env, timeout=300)
+    assert result.returncode == 0, result.output
+    return {path.name: path.read_text() for path in seen.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def ran_on(tmp_path_factory) -> dict[str, str]:
+    """Both suites on three workers; the standalone tests weigh the most (tests/durations.json)."""
+    root = tmp_path_factory.mktemp("scheduled")
+    (root / "tests").mkdir()
+    durations = {f"test_a.py::test_alone[{i}]": 100.0 for i in range(4)}
+    (root / "tests" / "durations.json").write_text(json.dumps(durations))
+    return run_suite(root, "-n", "3", "--dist", "load")
+
+
+def workers_of(ran: dict[str, str], prefix: str) -> set[str]:
+    return {worker for name, worker in ran.items() if name.startswith(prefix)}
+
+
+def test_a_group_runs_on_one_worker_across_files(ran_on):
+    assert len(ran_on) == 4 + 6 + 4 + 3 + 3
+    assert len(workers_of(ran_on, "red-")) == 1  # test_a's and test_b's red tests
+    assert len(workers_of(ran_on, "blue-")) == 1
+
+
+def test_a_files_unmarked_tests_run_on_one_worker(ran_on):
+    assert len(workers_of(ran_on, "a-file-")) == len(workers_of(ran_on, "b-file-")) == 1
+
+
+def test_the_heaviest_units_start_first_one_per_worker(ran_on):
+    # The four standalone tests weigh the most: the first three go one to each worker.
+    assert workers_of(ran_on, "a-alone-") == {"gw0", "gw1", "gw2"}
+
+
+def test_heaviest_units_start_first():
+    from scheduling import heaviest_first
+
+    ids = ["f.py::a", "f.py::b", "g.py::c", "h.py::d", "h.py::e"]
+    units = ["file:f.py", "file:f.py", "group:npm", "test:h.py::d", "test:h.py::e"]
+    durations = {"g.py::c": 30.0, "f.py::a": 2.5}
+    # npm 30 s; f.py 2.5 s + 1 s (unknown tests weigh one second); d and e 1 s each, in
+    # the order they were collected.
+    assert heaviest_first(units, ids, durations) == [[2], [0, 1], [3], [4]]
+
+
+def test_store_durations_writes_each_tests_seconds(tmp_path):
+    (tmp_path / "tests").mkdir()
+    run_suite(tmp_path, "-n", "0", "--store-durations")
+    stored = json.loads((tmp_path / "tests" / "durations.json").read_text())
+    assert len(stored) == 20
+    assert all(isinstance(seconds, float) and seconds >= 0 for seconds in stored.values())
+    assert "test_b.py::test_red_elsewhere[0]" in stored
 
 
 def test_run_tests_defaults_to_parallel_verbose_runs():

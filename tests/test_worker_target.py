@@ -38,6 +38,8 @@ from worker_toolchain import (  # the fixtures rendered, npm_env, worker_project
     check_dry_run,
     check_lint,
     check_vitest,
+    npm_group,
+    one_worker_each,
     plain,
     run,
     vitest_counts,
@@ -280,7 +282,7 @@ def test_node_version_and_editor_settings(rendered):
 # The real toolchain, per variant
 
 
-@pytest.mark.parametrize("name", VARIANTS)
+@pytest.mark.parametrize("name", one_worker_each(VARIANTS))
 def test_wrangler_toml_matches_wranglers_schema(worker_project, name):
     import jsonschema  # requirements-dev.txt; imported here so a missing copy fails this test only
 
@@ -294,7 +296,7 @@ def test_wrangler_toml_matches_wranglers_schema(worker_project, name):
     assert list(validator.iter_errors({**config, "ai": {"binding": "AI", "gateway": [{"id": "x"}]}}))
 
 
-@pytest.mark.parametrize("name", TOOLCHAIN_VARIANTS)  # CI_VARIANT: its ci.yml's `npm run lint`
+@pytest.mark.parametrize("name", one_worker_each(TOOLCHAIN_VARIANTS))  # CI_VARIANT: its ci.yml's `npm run lint`
 def test_lint_clean_as_rendered(worker_project, name):
     project = worker_project(name)
     # What `npm run lint` runs, without npm's start-up.
@@ -302,7 +304,7 @@ def test_lint_clean_as_rendered(worker_project, name):
     check_lint(project.run("node_modules/.bin/biome", "check", ".").check().output)
 
 
-@pytest.mark.parametrize("name", ["all-request-headers"])  # every provider's packages
+@pytest.mark.parametrize("name", one_worker_each(["all-request-headers"]))  # every provider's packages
 def test_every_install_script_is_reviewed_in_allow_scripts(worker_project, name):
     """npm 11.16+ lists dependencies whose install scripts package.json's allowScripts does not
     cover (a warning at the end of every install today; npm 12 skips those scripts)."""
@@ -315,7 +317,7 @@ def test_every_install_script_is_reviewed_in_allow_scripts(worker_project, name)
     assert package["allowScripts"] == {"esbuild": True, "workerd": True, "protobufjs": False}
 
 
-@pytest.mark.xdist_group(f"test_worker_target:{CI_VARIANT}")  # its npm install, once per run
+@pytest.mark.xdist_group(npm_group(CI_VARIANT))  # its npm install, once per run
 def test_an_old_node_fails_fast_with_one_clear_line(worker_project, tmp_path):
     """.npmrc engine-strict: npm refuses the project itself before installing anything when Node
     is older than "engines" (shown with a requirement this Node cannot meet, in a copy)."""
@@ -336,7 +338,7 @@ def test_an_old_node_fails_fast_with_one_clear_line(worker_project, tmp_path):
     assert not (copy / "node_modules").exists()
 
 
-@pytest.mark.xdist_group(f"test_worker_target:{CI_VARIANT}")  # its npm install, once per run
+@pytest.mark.xdist_group(npm_group(CI_VARIANT))  # its npm install, once per run
 def test_npm_install_prints_npms_lines_only(worker_project):
     """The prepare script writes worker-configuration.d.ts without printing it: what the
     install showed is npm's prepare banner and its summary (the fixture's --loglevel=error)."""
@@ -349,7 +351,7 @@ def test_npm_install_prints_npms_lines_only(worker_project):
                                             lines[2]), lines
 
 
-@pytest.mark.xdist_group(f"test_worker_target:{CI_VARIANT}")  # its npm install, once per run
+@pytest.mark.xdist_group(npm_group(CI_VARIANT))  # its npm install, once per run
 def test_plain_fetch_benchmark_worker_is_the_rendered_worker_with_one_module_swapped(worker_project, tmp_path):
     """benchmarks/fixtures/plain_fetch_worker replaces src/openai-compatible.ts only, as
     benchmarks/run.py lays it over the rendered Worker: the rendered suite must pass on it, so the
@@ -368,7 +370,7 @@ def test_plain_fetch_benchmark_worker_is_the_rendered_worker_with_one_module_swa
     assert not vitest_counts(result.output).get("failed")
 
 
-@pytest.mark.parametrize("name", TOOLCHAIN_VARIANTS)  # CI_VARIANT: its ci.yml's typecheck and types steps
+@pytest.mark.parametrize("name", one_worker_each(TOOLCHAIN_VARIANTS))  # CI_VARIANT: its ci.yml's typecheck and types steps
 def test_typecheck(worker_project, name):
     project = worker_project(name)
     # `npm install` ran cf-typegen (the prepare script): the types match wrangler.toml.
@@ -378,14 +380,14 @@ def test_typecheck(worker_project, name):
     METRICS[name]["typecheck s"] = round(result.seconds, 1)
 
 
-@pytest.mark.parametrize("name", TOOLCHAIN_VARIANTS)  # CI_VARIANT: its ci.yml's `npm test`
+@pytest.mark.parametrize("name", one_worker_each(TOOLCHAIN_VARIANTS))  # CI_VARIANT: its ci.yml's `npm test`
 def test_rendered_vitest_suite_passes_in_workerd(worker_project, name):
     project = worker_project(name)
     result = project.run("npm", "test").check()
     check_vitest(name, result.output, result.seconds)
 
 
-@pytest.mark.parametrize("name", TOOLCHAIN_VARIANTS)  # CI_VARIANT: its ci.yml's dry-run deploy
+@pytest.mark.parametrize("name", one_worker_each(TOOLCHAIN_VARIANTS))  # CI_VARIANT: its ci.yml's dry-run deploy
 def test_dry_run_deploy(worker_project, name):
     project = worker_project(name)
     result = project.run(WRANGLER, "deploy", "--dry-run", "--outdir", "dist").check()
@@ -397,7 +399,7 @@ def test_dry_run_deploy(worker_project, name):
 # and its top-level dry run read them in each): one variant's dry runs per environment show
 # that wrangler deploys that shape, a second variant's would repeat them. all-byok, the
 # wrangler.jsonc one, so the jsonc config gets each environment deployed as well.
-@pytest.mark.parametrize("name", ["all-byok"])
+@pytest.mark.parametrize("name", one_worker_each(["all-byok"]))
 @pytest.mark.parametrize("environment", ALL_ENVIRONMENTS)
 def test_dry_run_deploy_per_environment(worker_project, name, environment):
     assert name in MULTI_ENV and VARIANTS[name]["wrangler_config"] == "jsonc"
@@ -413,7 +415,7 @@ def test_dry_run_deploy_per_environment(worker_project, name, environment):
     assert (project.path / f"dist-{environment}/index.js").is_file()
 
 
-@pytest.mark.xdist_group(f"test_worker_target:{CI_VARIANT}")  # its npm install, once per run
+@pytest.mark.xdist_group(npm_group(CI_VARIANT))  # its npm install, once per run
 def test_rendered_tests_catch_a_leaked_authorization_header(worker_project):
     """The rendered suite is not decorative: put the provider-key header back and it fails.
     Outside request-headers mode no provider key may leave the Worker (unified-billing: the
@@ -437,7 +439,7 @@ def test_rendered_tests_catch_a_leaked_authorization_header(worker_project):
     assert vitest_counts(out).get("failed", 0) >= 1
 
 
-@pytest.mark.parametrize("name", ["all-byok", "all-request-headers"])
+@pytest.mark.parametrize("name", one_worker_each(["all-byok", "all-request-headers"]))
 def test_wrangler_dev_sends_the_exact_headers_over_real_http(worker_project, name, tmp_path):
     """`wrangler dev --local` (workerd, real sockets) against a loopback fake gateway: what each
     provider route really puts on the wire, per auth mode, and the hostile cases of the HTTP

@@ -268,7 +268,7 @@ def run_ci(project: Path, env: dict[str, str]) -> dict[str, Result]:
     return done
 
 
-@pytest.mark.xdist_group(f"test_worker_target:{CI_VARIANT}")  # its npm install, once per run
+@pytest.mark.xdist_group(f"worker:{CI_VARIANT}")  # its npm install, once per run
 def test_worker_ci_steps_pass_on_the_rendered_worker(worker_project):
     """The owner's first day: npm install, commit everything, push; CI runs ci.yml (its
     `npm ci` reinstalls from the package-lock.json the first install wrote). Its steps are this

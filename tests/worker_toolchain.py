@@ -49,6 +49,20 @@ RENDERED: dict[str, dict] = {
 # other variants (TOOLCHAIN_VARIANTS): each check runs once per variant.
 CI_VARIANT = "unified-billing"
 TOOLCHAIN_VARIANTS = [name for name in VARIANTS if name != CI_VARIANT]
+
+
+def one_worker_each(names) -> list:
+    """``names`` as pytest params, each in its variant's xdist group: every test that uses a
+    variant's npm install runs on the one worker that installed it (tests/scheduling.py)."""
+    return [pytest.param(name, id=name, marks=pytest.mark.xdist_group(npm_group(name)))
+            for name in names]
+
+
+def npm_group(name: str) -> str:
+    """The xdist group of the tests that use the Worker variant ``name``'s npm install."""
+    return f"worker:{name}"
+
+
 # Numbers measured while building the variants, written to .cache/worker-metrics.json.
 METRICS: dict[str, dict] = {}
 

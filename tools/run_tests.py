@@ -9,9 +9,9 @@
    registry package node-<platform>-<arch>@22 in .cache/node22 (tools/node22.py);
 3. redis-server (tests/test_callers.py runs a real one): the machine's, else Debian's or
    Ubuntu's package through apt-get (as root, or with sudo -n as on GitHub's runners);
-4. pytest, with that Node first on PATH, in parallel (``-n <CPUs + 1>``: one worker per CPU and one more;
-   pytest.ini's ``--dist loadgroup`` keeps tests that share an expensive fixture on one
-   worker) and verbose (one line per test as it finishes).
+4. pytest, with that Node first on PATH, in parallel (``-n <CPUs + 1>``: one worker per CPU
+   and one more; tests/scheduling.py keeps tests that share an expensive fixture on one
+   worker and starts the heaviest first) and verbose (one line per test as it finishes).
 
 Each step says what it does and how long it took; a long one says it is still running.
 Pass ``-n 0`` to run serially, ``-q`` for dots instead of one line per test. The exit
