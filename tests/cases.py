@@ -87,7 +87,7 @@ BAD_DATA = [
     ("gateway_id-trailing-newline", {"gateway_id": "prod\n"}, '(got "prod\\n")'),
     # gateway_authentication with a keyless mode
     ("gateway_authentication-unified-billing", {"gateway_authentication": False},
-     "unified-billing needs an authenticated gateway: set it true, or use request-headers"),
+     "unified-billing needs an authenticated gateway (or use request-headers)"),
     ("gateway_authentication-byok-explicit", {"auth_mode": "byok", "gateway_authentication": "no"},
      "byok needs an authenticated gateway"),
     # environments
@@ -95,22 +95,26 @@ BAD_DATA = [
     ("environments-unknown", {"environments": ["prod"]},
      "Invalid choice for 'environments': 'prod' is not in ['development', 'staging', "
      "'production']"),
-    ("environments-suffix-too-long", {"gateway_id": G60, "environments": ["staging", "production"]},
-     f'gateway_id "{G60}" is too long to add an environment suffix (64 at most)'),
-    # ids typed per environment when the derived ones are not confirmed
+    # the id of each environment besides production (default: gateway_id-<environment>)
+    ("staging_gateway_id-derived-too-long",
+     {"gateway_id": G60, "environments": ["staging", "production"]},
+     f'the staging gateway ID must be 1 to 64 of a-z 0-9 _, hyphens only between '
+     f'(got "{G60}-staging")'),
     ("development_gateway_id-uppercase",
-     {"environments": ["development", "production"], "gateway_ids_confirmed": False,
-      "development_gateway_id": "Dev-GW"},
+     {"environments": ["development", "production"], "development_gateway_id": "Dev-GW"},
      'the development gateway ID must be 1 to 64 of a-z 0-9 _, hyphens only between '
      '(got "Dev-GW")'),
     ("staging_gateway_id-trailing-hyphen",
-     {"environments": ["staging", "production"], "gateway_ids_confirmed": False,
-      "staging_gateway_id": "stg-"},
+     {"environments": ["staging", "production"], "staging_gateway_id": "stg-"},
      'the staging gateway ID must be 1 to 64 of a-z 0-9 _, hyphens only between (got "stg-")'),
-    ("production_gateway_id-too-long",
-     {"environments": ["staging", "production"], "gateway_ids_confirmed": False,
-      "production_gateway_id": "p" * 65},
-     "the production gateway ID must be 1 to 64 of a-z 0-9 _, hyphens only between"),
+    # no two environments share a gateway
+    ("staging_gateway_id-same-as-production",
+     {"environments": ["staging", "production"], "staging_gateway_id": "demo-svc"},
+     'staging and production would share the gateway "demo-svc": give staging its own'),
+    ("staging_gateway_id-same-as-development",
+     {"environments": ["development", "staging"], "development_gateway_id": "dev-gw",
+      "staging_gateway_id": "dev-gw"},
+     'staging and development would share the gateway "dev-gw": give staging its own'),
     # choices outside the list
     ("language-unknown", {"language": "rust"},
      "Invalid choice for 'language': 'rust' is not in ['typescript-worker', 'python-app']"),
@@ -130,17 +134,24 @@ BAD_DATA = [
     ("rate_limiting_technique-unknown", {"rate_limiting_technique": "leaky"},
      "Invalid choice for 'rate_limiting_technique': 'leaky' is not in ['fixed', 'sliding']"),
     # integers: negative, then not integers at all
-    ("cache_ttl-negative", {"cache_ttl": -1}, "cache_ttl must be 0 or more seconds"),
+    ("cache_ttl-negative", {"cache_ttl": -1},
+     "Validation error for question 'cache_ttl': whole number, 0 or more"),
     ("rate_limiting_interval-negative", {"rate_limiting_interval": -60},
-     "rate_limiting_interval must be 0 or more seconds"),
+     "Validation error for question 'rate_limiting_interval': whole number, 0 or more"),
     ("rate_limiting_limit-negative", {"rate_limiting_limit": -1},
-     "rate_limiting_limit must be 0 or more requests"),
-    ("cache_ttl-word", {"cache_ttl": "abc"}, "invalid literal for int() with base 10: 'abc'"),
-    ("cache_ttl-float", {"cache_ttl": "1.5"}, "invalid literal for int() with base 10: '1.5'"),
+     "Validation error for question 'rate_limiting_limit': whole number, 0 or more"),
+    ("cache_ttl-word", {"cache_ttl": "abc"},
+     "Validation error for question 'cache_ttl': whole number, 0 or more"),
+    ("cache_ttl-float", {"cache_ttl": "1.5"},
+     "Validation error for question 'cache_ttl': whole number, 0 or more"),
     ("rate_limiting_interval-word", {"rate_limiting_interval": "ten"},
-     "invalid literal for int() with base 10: 'ten'"),
+     "Validation error for question 'rate_limiting_interval': whole number, 0 or more"),
     ("rate_limiting_limit-empty", {"rate_limiting_limit": ""},
-     "invalid literal for int() with base 10: ''"),
+     "Validation error for question 'rate_limiting_limit': whole number, 0 or more"),
+    # description: free text, but not blank
+    ("description-empty", {"description": ""},
+     "description: one line for the README and package metadata; it cannot be empty"),
+    ("description-blank", {"description": "  "}, "Validation error for question 'description'"),
 ]
 
 

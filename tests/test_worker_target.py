@@ -562,6 +562,7 @@ def test_next_steps_after_copy_name_the_node_version(tmp_path):
 
     assert result.returncode == 0, result.stderr
     message = result.stdout + result.stderr
-    assert "\n  nvm use                               # Node.js 22.12 or newer (.nvmrc)" in message
+    assert ("\n  node --version                    # v22.12 or newer: nodejs.org/en/download\n"
+            in message)
     assert "\n  npx wrangler secret put SERVICE_API_KEY\n" in message
     assert (tmp_path / "svc" / ".nvmrc").read_text() == "22\n"
