@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/load.py            # full run (~10 min on 2 cores)
     .venv/bin/python benchmarks/load.py --quick    # every measurement, few requests
     .venv/bin/python benchmarks/load.py --only python --levels 16 --json out.json
+    .venv/bin/python benchmarks/load.py --only python --targets python,python-callers
+                                                   # what callers.toml adds (20 callers)
 
 Python (one uvicorn worker each, asyncio + h11 as the rendered project installs uvicorn, no
 access log): the rendered python-app service (default answers, caller_auth api-key), a
@@ -64,6 +66,10 @@ GATEWAY_TOKEN = "bench-gateway-token"
 SERVICE_KEY = "sk-bench-service-key"  # LiteLLM wants its master key to start with sk-
 PROMPT = "hi"
 PYTHON_TARGETS = ("python", "relay", "litellm")
+# --targets python,python-callers: the same service with a callers.toml of CALLERS callers,
+# each with a rate limit (never reached), called with the last caller's key: what caller
+# lookup and the limiter (in memory) add to a request.
+CALLERS = 20
 WORKER_TARGETS = ("worker", "plain-fetch-worker")
 SECTIONS = ("flat", "python", "worker")
 
@@ -395,6 +401,14 @@ def python_target(name: str, gateway: Gateway, work: Path, project: Path | None,
                       # uvicorn re-raises the signal after its graceful shutdown: SIGTERM's default
                       # action would end the process before cProfile writes, KeyboardInterrupt not
                       stop_signal=signal.SIGINT if profile else signal.SIGTERM)
+    if name == "python-callers":
+        target = python_target("python", gateway, work, project)
+        path, key = callers_file(work, CALLERS)
+        target.name, target.label = name, f"python-app, {CALLERS} callers + rate limits"
+        target.env = {**target.env, "CALLERS_FILE": str(path)}
+        target.headers = {**target.headers, "authorization": f"Bearer {key}"}
+        target.log_path = work / "python-callers.log"
+        return target
     if name == "relay":
         return Target(name, "FastAPI + httpx relay", f"{url}/chat", chat_bodies(False),
                       {"json": b'"reply"', "sse": sse_done}, uvicorn_cmd(python, "fastapi_httpx_relay:app", port),
@@ -416,6 +430,18 @@ def python_target(name: str, gateway: Gateway, work: Path, project: Path | None,
                       chat_bodies(True), {"json": b'"pong"', "sse": b"data: [DONE]"}, cmd, work, env,
                       work / "litellm.log", startup_timeout=180)
     raise ValueError(name)
+
+
+def callers_file(work: Path, count: int) -> tuple[Path, str]:
+    """callers.toml with ``count`` callers (a rate no run reaches); the last one's key."""
+    import hashlib
+
+    keys = [f"bench-caller-key-{i:03d}" for i in range(count)]
+    path = work / "callers.toml"
+    path.write_text("".join(
+        f'[callers.c{i:03d}]\nkey_sha256 = "{hashlib.sha256(k.encode()).hexdigest()}"\n'
+        f"requests_per_minute = 10000000\n\n" for i, k in enumerate(keys)))
+    return path, keys[-1]
 
 
 def ensure_litellm() -> bool:
@@ -633,7 +659,8 @@ def report(results: dict) -> str:
     out = []
     py = results.get("python")
     if py:
-        labels = {t: py["labels"][t] for t in (*PYTHON_TARGETS, "ceiling") if t in py["labels"]}
+        labels = {t: py["labels"][t] for t in (*PYTHON_TARGETS, "python-callers", "ceiling")
+                  if t in py["labels"]}
         out.append(level_table(py["levels"], labels, "relay", "litellm" if "litellm" in py["levels"] else None))
     flat = results.get("flat")
     if flat:
@@ -820,6 +847,7 @@ def main(argv: list[str] | None = None) -> int:
                 "startup_seconds": {t.name: round(t.started_seconds, 2) for t in py_targets},
                 "levels": levels_out,
                 "ratios": {"python_vs_relay": ratios_vs(levels_out, "python", "relay"),
+                           "callers_vs_python": ratios_vs(levels_out, "python-callers", "python"),
                            "python_vs_litellm": ratios_vs(levels_out, "python", "litellm"),
                            "relay_vs_litellm": ratios_vs(levels_out, "relay", "litellm")},
                 "pool": pool_limits(project),

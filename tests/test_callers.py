@@ -423,3 +423,28 @@ def test_two_processes_sharing_one_redis_hold_one_limit(project, gateway, redis_
 
     assert answers == [("a", 200), ("b", 200), ("a", 200), ("b", 429), ("a", 429)]
     assert len(sent) == 3
+
+
+def test_a_rate_limit_storage_that_does_not_answer_refuses_the_request(project, gateway, tmp_path):
+    (tmp_path / "callers.toml").write_text(
+        f'[callers.shared]\nkey_sha256 = "{sha256(KEYS["shared"])}"\nrequests_per_minute = 3\n')
+    env = service_env(project, gateway, CALLERS_FILE=str(tmp_path / "callers.toml"),
+                      RATE_LIMIT_STORAGE_URL=f"redis://127.0.0.1:{free_port()}/0")  # nobody there
+    answers = []
+    with Service(project, env, tmp_path / "service.log") as service:
+        sent = upstream_after(gateway, lambda: answers.append(service.chat(KEYS["shared"])))
+
+    assert (answers[0].status_code, answers[0].json()) == (500, {
+        "error": "the rate limit storage did not answer (RATE_LIMIT_STORAGE_URL)"})
+    assert sent == []
+
+
+def test_without_caller_keys_every_request_is_named_anonymous_upstream(tmp_path, gateway):
+    project = render(tmp_path / "open", language="python-app", gateway_id="demo-gw",
+                     caller_auth="none")
+    env = service_env(project, gateway)
+    with Service(project, env, tmp_path / "service.log") as service:
+        sent = upstream_after(gateway, lambda: service.chat("any").raise_for_status())
+
+    assert json.loads(sent[0]["headers"]["cf-aig-metadata"]) == {
+        "caller": "anonymous", "service": "demo-svc"}

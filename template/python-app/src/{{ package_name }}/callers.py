@@ -6,8 +6,9 @@ a list of them while a key is rotated), and optional ``models``, ``max_tokens`` 
 ``[callers.default]`` table (without a hash) gives it limits. The file is read once, at
 start-up: one that is not valid stops the service with one line naming the rule.
 
-The rate limit is the ``limits`` library's moving window, kept in this process's memory, or
-in Redis when RATE_LIMIT_STORAGE_URL is set, so that several processes share one count.
+The rate limit is the ``limits`` library's sliding window counter, kept in this process's
+memory, or in Redis when RATE_LIMIT_STORAGE_URL is set, so that several processes share one
+count.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import hashlib
 import hmac
 import math
 import re
-import time
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 FIELDS = ("key_sha256", "models", "max_tokens", "requests_per_minute")
 MAX_TOKENS_LIMIT = 1_000_000  # the largest max_tokens /chat takes
 STORAGE_TIMEOUT_SECONDS = 2.0  # one answer from Redis, connecting included
+WINDOW_SECONDS = 60  # requests_per_minute
 
 
 class CallersError(Exception):
@@ -165,12 +166,17 @@ def _count(where: str, table: Mapping[str, Any], key: str, most: int | None) -> 
 
 
 class RateLimiter:
-    """requests_per_minute per caller: a moving window over the last 60 seconds, counted
-    in memory, or in Redis (``storage_url``) so that every process of the service shares it.
-    Counters are named by service and caller, so services may share one Redis."""
+    """requests_per_minute per caller over the last 60 seconds, counted in memory, or in
+    Redis (``storage_url``) so that every process of the service shares it. Counters are
+    named by service and caller, so services may share one Redis.
+
+    A sliding window counter: this minute's count plus the last minute's, weighted by how
+    much of it is still inside the window. Two counters per caller in either storage, and a
+    fraction of the moving window's cost per request (which keeps one entry per request and
+    expires them through a thread in memory)."""
 
     def __init__(self, service: str, storage_url: str | None = None) -> None:
-        from limits.aio.strategies import MovingWindowRateLimiter
+        from limits.aio.strategies import SlidingWindowCounterRateLimiter
         from limits.storage import storage_from_string
 
         if storage_url:
@@ -183,7 +189,9 @@ class RateLimiter:
         else:
             storage = storage_from_string("async+memory://")
         self.service = service
-        self._limiter = MovingWindowRateLimiter(storage)
+        self._storage = storage
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
+        self._deadline = STORAGE_TIMEOUT_SECONDS * 2 if storage_url else None
         self._items: dict[int, Any] = {}
 
     async def hit(self, caller: Caller) -> None:
@@ -193,15 +201,18 @@ class RateLimiter:
             return
         item = self._item(per_minute)
         try:
-            async with asyncio.timeout(STORAGE_TIMEOUT_SECONDS * 2):
+            async with asyncio.timeout(self._deadline):
                 if await self._limiter.hit(item, self.service, caller.name):
                     return
-                stats = await self._limiter.get_window_stats(item, self.service, caller.name)
+                counts = await self._storage.get_sliding_window(
+                    item.key_for(self.service, caller.name), WINDOW_SECONDS
+                )
         except Exception:  # Redis down or slow: refuse rather than let everyone through
             raise ApiError(
                 500, "the rate limit storage did not answer (RATE_LIMIT_STORAGE_URL)"
             ) from None
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        # whole seconds, strictly after: at the very moment, the window is still full
+        retry_after = max(1, math.floor(seconds_until_room(per_minute, *counts)) + 1)
         raise ApiError(
             429,
             f'caller "{caller.name}" is over its limit of {per_minute} requests per minute',
@@ -214,6 +225,20 @@ class RateLimiter:
 
             self._items[per_minute] = RateLimitItemPerMinute(per_minute)
         return self._items[per_minute]
+
+
+def seconds_until_room(
+    limit: int, previous: int, previous_ttl: float, current: int, current_ttl: float
+) -> float:
+    """When one more request fits the sliding window counter again, from its counts and
+    their storage TTLs. A request goes through while previous * weight + current < limit;
+    the weight (how much of the previous minute is still inside the window) is
+    previous_ttl / 60, falling to 0 as this minute ends, current_ttl - 60 seconds from now."""
+    room = limit - current
+    if room > 0 and previous:  # this minute: the previous minute weighs less and less
+        return previous_ttl - room * WINDOW_SECONDS / previous
+    # this minute is full: once it ends, it is the previous minute and its weight falls
+    return current_ttl - WINDOW_SECONDS * limit / max(current, 1)
 
 
 METADATA_CLASH = 'gateway.metadata may not set "caller" or "service": the service sets them'
