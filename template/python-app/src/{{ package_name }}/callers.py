@@ -212,7 +212,8 @@ class RateLimiter:
                 500, "the rate limit storage did not answer (RATE_LIMIT_STORAGE_URL)"
             ) from None
         # whole seconds, strictly after: at the very moment, the window is still full
-        retry_after = max(1, math.floor(seconds_until_room(per_minute, *counts)) + 1)
+        wait = math.floor(seconds_until_room(per_minute, *counts)) + 1
+        retry_after = min(max(wait, 1), WINDOW_SECONDS)
         raise ApiError(
             429,
             f'caller "{caller.name}" is over its limit of {per_minute} requests per minute',
