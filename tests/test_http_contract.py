@@ -240,7 +240,7 @@ def check(case: Case, port: int, gateway: FakeGateway, doc: dict | None = None) 
         expected_done = {"model": "gpt-4o-mini", "log_id": f"LOG{before + 1}", "cache_status": "MISS"}
         if {k: done.get(k) for k in expected_done} != expected_done or set(done) != {*expected_done, "usage"}:
             problems.append(f"done event {done}")
-        if (done.get("usage") or {}).get("total_tokens") != 3:
+        if done.get("usage") != USAGE:  # the same token counts as the JSON answer's
             problems.append(f"usage in done: {done.get('usage')}")
     else:
         try:
@@ -250,6 +250,8 @@ def check(case: Case, port: int, gateway: FakeGateway, doc: dict | None = None) 
             problems.append(f"not JSON: {data[:300]!r}")
         if set(answer) != case.keys:
             problems.append(f"keys {sorted(answer)}, not {sorted(case.keys)}")
+        if status == 200 and "usage" in case.keys and answer.get("usage") != USAGE:
+            problems.append(f"usage {answer.get('usage')}, not {USAGE}")  # one shape in both
         if case.error not in str(answer.get("error", "")) or (case.exact and answer.get("error") != case.error):
             problems.append(f"error {answer.get('error')!r}, not {'' if case.exact else 'with '}{case.error!r}")
         if GATEWAY_TOKEN in data.decode() or "upstream detail" in data.decode():
@@ -564,7 +566,7 @@ def table_log_lines(log_ids: dict[str, str]) -> dict[str, dict]:
         "GET /openapi.json": {"method": "GET", "route": "/openapi.json", "status": 200, "provider": None,
                               "model": None, "caller": None, "stream": False, "error": None, **nothing},
         "200": {**chat, "model": "gpt-4o-mini", "status": 200, "log_id": log_ids["200 with the key"],
-                "cache_status": None, "usage": None, "stream": False, "error": None},
+                "cache_status": None, "usage": USAGE, "stream": False, "error": None},
         "200 streamed": {**chat, "model": "gpt-4o-mini", "status": 200, "log_id": log_ids["streamed answer"],
                          "cache_status": "MISS", "usage": USAGE, "stream": True, "error": None},
         "401": {**chat, "caller": None, "model": None, "status": 401,
@@ -809,6 +811,23 @@ def test_an_anonymous_caller_learns_nothing_about_settings_python(python_service
             assert_settings_hidden(service.port, gateway)
 
 
+def test_an_unreachable_gateway_is_named_in_the_502_python(python_service, tmp_path):
+    with FakeGateway() as gateway:
+        closed = free_port()  # nothing listens there
+        env = python_env(python_service, gateway, AI_GATEWAY_BASE_URL=f"http://127.0.0.1:{closed}/v1")
+        with Uvicorn(python_service, env, tmp_path / "uvicorn.log") as service:
+            assert_unreachable_named(service.port, closed)
+
+
+def assert_unreachable_named(port: int, closed: int) -> None:
+    """A gateway nobody listens on: a 502 naming the URL the service tried, in both services."""
+    case = Case("unreachable", "POST", "/chat", {**JSON, **KEY}, body({"prompt": "ping"}), 502, set())
+    status, _, data, _ = request(port, case)
+    assert (status, json.loads(data)) == (502, {
+        "error": f"could not reach the gateway at http://127.0.0.1:{closed}{GATEWAY_PATH}",
+        "status": None, "log_id": None}), data
+
+
 def assert_settings_hidden(port: int, gateway: FakeGateway) -> None:
     before = len(gateway.requests)
     anonymous = Case("anonymous", "POST", "/chat", JSON, body({"prompt": "ping"}), 401, {"error"})
@@ -831,10 +850,10 @@ def wrangler_vars(values: dict[str, str]) -> list[str]:
 def test_the_worker_keeps_the_contract(worker_project, tmp_path):
     """The table, the document (served, as README says, schemathesis) and the log lines; then
     with a long deadline: hang-ups and endless answers; then settings hidden from a caller
-    without the key. Three `wrangler dev` runs of the same Worker."""
+    without the key; then a gateway nobody listens on. Four `wrangler dev` runs of one Worker."""
     project = worker_project("unified-billing")
     dev_vars = project.path / ".dev.vars"
-    problems, logs = Problems(), [tmp_path / f"dev-{n}.log" for n in range(3)]
+    problems, logs = Problems(), [tmp_path / f"dev-{n}.log" for n in range(4)]
     doc = document(project.path)
     problems.run("README", assert_readme_agrees, (project.path / "README.md").read_text(), doc)
     with FakeGateway() as gateway:
@@ -858,6 +877,10 @@ def test_the_worker_keeps_the_contract(worker_project, tmp_path):
             bad = wrangler_vars({**values, "CLOUDFLARE_ACCOUNT_ID": "not-an-account"})
             with WranglerDev(project.path, project.env, bad, logs[2]) as dev:
                 problems.run("settings hidden", assert_settings_hidden, dev.port, gateway)
+            closed = free_port()  # nothing listens there
+            unreachable = wrangler_vars({**values, "AI_GATEWAY_BASE_URL": f"http://127.0.0.1:{closed}/v1"})
+            with WranglerDev(project.path, project.env, unreachable, logs[3]) as dev:
+                problems.run("unreachable gateway", assert_unreachable_named, dev.port, closed)
         finally:
             dev_vars.unlink(missing_ok=True)
     problems.run("canaries", assert_no_canary, *logs)

@@ -214,7 +214,8 @@ class FakeGateway:
                 else:
                     answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
                               "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"},
-                                           "finish_reason": "stop"}]}
+                                           "finish_reason": "stop"}],
+                              "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
                 self.send_json(200, answer)
 
             def send_json(self, status: int, payload: dict) -> None:

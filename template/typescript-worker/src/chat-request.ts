@@ -1,6 +1,7 @@
 // The body of a chat request, read and checked, and the answer a chat route gives.
 import { BadRequestError, HttpError } from "./errors";
 import { type GatewayOptions, type GatewayResult, isHeaderText, parseGatewayOptions, type Upstream } from "./gateway";
+import { usageOf } from "./request-log";
 import type { Settings } from "./settings";
 import { type Piece, readBounded } from "./streaming";
 
@@ -152,7 +153,7 @@ export function chatAnswer(
   return {
     reply,
     model,
-    usage: usage ?? null,
+    usage: usageOf(usage), // token counts, in one shape whatever the provider
     log_id: result.logId,
     cache_status: result.cacheStatus,
     ...(input.gateway.eventId ? { event_id: input.gateway.eventId } : {}),

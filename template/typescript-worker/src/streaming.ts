@@ -1,6 +1,7 @@
 // Reads with a byte cap (request bodies, the gateway's answers) and the service's own
 // server-sent events, whatever the provider streamed.
 import type { ErrorKind, HttpError } from "./errors";
+import { usageOf } from "./request-log";
 
 /** The bytes of `stream`, throwing `tooLarge()` past `maxBytes` (the rest is never read). */
 export async function readBounded(
@@ -150,7 +151,7 @@ async function nextDelta(
 
 function doneEvent(end: StreamEnd): Uint8Array {
   const done = { model: end.model, log_id: end.logId, cache_status: end.cacheStatus };
-  return event("done", end.usage ? { ...done, usage: end.usage } : done);
+  return event("done", end.usage ? { ...done, usage: usageOf(end.usage) } : done);
 }
 
 /** 502 carries the gateway's log id (or null), as the JSON answer does; 504 has none. */

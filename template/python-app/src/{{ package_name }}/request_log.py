@@ -57,17 +57,17 @@ def note(**fields: Any) -> None:
             setattr(record, name, value)
 
 
-def token_usage(usage: dict[str, Any] | None) -> dict[str, int] | None:
-    """Token counts in one shape whatever the provider: prompt, completion, total."""
-    if not usage:
+def token_usage(usage: dict[str, Any] | None) -> dict[str, int | None] | None:
+    """Token counts in one shape whatever the provider: prompt, completion and total (None
+    where the provider did not say); None without a usage object. The answers' usage too."""
+    if not isinstance(usage, dict):
         return None
     prompt = _first(usage, "prompt_tokens", "input_tokens", "prompt_token_count")
     completion = _first(usage, "completion_tokens", "output_tokens", "candidates_token_count")
     total = _first(usage, "total_tokens", "total_token_count")
     if total is None and prompt is not None and completion is not None:
         total = prompt + completion
-    counts = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
-    return {name: count for name, count in counts.items() if count is not None} or None
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
 
 
 def _first(usage: dict[str, Any], *names: str) -> int | None:

@@ -189,7 +189,7 @@ async def events(reply: Any, deadline: float, seconds: float) -> AsyncIterator[s
         "cache_status": reply.gateway.cache_status,
     }
     if reply.usage:  # known once the stream has ended, when the provider sends it
-        done["usage"] = reply.usage
+        done["usage"] = request_log.token_usage(reply.usage)
     yield sse("done", done)
 
 
