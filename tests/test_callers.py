@@ -99,13 +99,14 @@ class Service:
         return self.client.post("/chat", json={"prompt": "hi", **body},
                                 headers={"authorization": f"Bearer {key}"})
 
-    def log_lines(self) -> list[dict]:
-        """The request log lines written so far (one JSON line per request)."""
+    def log_lines(self, until=bool) -> list[dict]:
+        """The request log lines (one JSON line per request, written just after its answer)
+        once ``until(lines)`` holds, or after 10 s."""
         give_up = time.monotonic() + 10
         while True:
             lines = [json.loads(line) for line in self.log.read_text().splitlines()
                      if line.startswith('{"event": "request"')]
-            if lines or time.monotonic() > give_up:
+            if until(lines) or time.monotonic() > give_up:
                 return lines
             time.sleep(0.05)
 
@@ -266,8 +267,10 @@ def test_both_keys_of_a_caller_in_rotation_work(service):
     answers = [service.chat(KEYS["carol-old"]), service.chat(KEYS["carol-new"])]
 
     assert [r.status_code for r in answers] == [200, 200]
-    carol = [line for line in service.log_lines() if line["caller"] == "carol"]
-    assert len(carol) == 2
+    def carol(lines):
+        return [line for line in lines if line["caller"] == "carol"]
+
+    assert len(carol(service.log_lines(until=lambda lines: len(carol(lines)) == 2))) == 2
 
 
 def test_a_wrong_key_is_401_with_the_same_answer_as_before(service, gateway):
@@ -287,11 +290,12 @@ def test_service_api_key_is_the_caller_default_beside_named_callers(service, gat
 
 
 def test_the_log_line_names_the_caller_and_never_a_key_or_its_hash(service):
+    before = len(service.log_lines(until=lambda lines: True))
     service.chat(KEYS["bob"], model="gpt-4.1").raise_for_status()
     service.chat(KEYS["slow"])  # over its rate since the rate test (or the first of it)
     service.chat(KEYS["slow"])
 
-    lines = service.log_lines()
+    lines = service.log_lines(until=lambda lines: len(lines) >= before + 3)
     assert {"caller": "bob", "status": 200, "error": None}.items() <= lines[-3].items()
     assert {"caller": "slow", "status": 429, "error": "rate_limited"}.items() <= lines[-1].items()
     text = service.log.read_text()
@@ -348,7 +352,8 @@ def test_service_api_key_alone_still_works_as_the_caller_default(removed, gatewa
 
     assert json.loads(sent[0]["headers"]["cf-aig-metadata"]) == {
         "caller": "default", "service": "demo-svc"}
-    assert service.log_lines()[-1]["caller"] == "default"
+    lines = service.log_lines(until=lambda lines: any(l["caller"] == "default" for l in lines))
+    assert lines[-1]["caller"] == "default"
 
 
 def test_callers_add_refuses_a_name_already_there(project, gateway, tmp_path):
