@@ -189,7 +189,7 @@ class RateLimiter:
         else:
             storage = storage_from_string("async+memory://")
         self.service = service
-        self._storage = storage
+        self._storage: Any = storage  # async memory or Redis: both count sliding windows
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._deadline = STORAGE_TIMEOUT_SECONDS * 2 if storage_url else None
         self._items: dict[int, Any] = {}
