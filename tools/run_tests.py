@@ -7,8 +7,9 @@
    file changes);
 2. Node >= 22.12 for wrangler 4: the machine's node if new enough, else the npm
    registry package node-<platform>-<arch>@22 in .cache/node22 (tools/node22.py);
-3. redis-server (tests/test_callers.py runs a real one): the machine's, else Debian's or
-   Ubuntu's package through apt-get (as root, or with sudo -n as on GitHub's runners);
+3. redis-server (tests/test_callers.py runs a real one) and /usr/bin/chromium (the chat
+   page's browser tests, tests/test_chat_page.py): the machine's, else Debian's or Ubuntu's
+   package through apt-get (as root, or with sudo -n as on GitHub's runners);
 4. pytest, with that Node first on PATH, in parallel (``-n <CPUs + 1>``: one worker per CPU
    and one more; tests/scheduling.py keeps tests that share an expensive fixture on one
    worker and starts the heaviest first) and verbose (one line per test as it finishes).
@@ -122,22 +123,23 @@ def pytest_args(argv: list[str]) -> list[str]:
     return args
 
 
-def ensure_redis_server() -> bool:
-    """redis-server on PATH, installed with apt-get when missing; False when it cannot be."""
-    if shutil.which("redis-server"):
+def ensure_from_apt(program: str, package: str) -> bool:
+    """``program`` (a name on PATH, or a path), installed from ``package`` with apt-get when
+    missing; False when it cannot be."""
+    if shutil.which(program):
         return True
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    for command in (["apt-get", "install", "-y", "redis-server"], ["apt-get", "update"],
-                    ["apt-get", "install", "-y", "redis-server"]):
+    for command in (["apt-get", "install", "-y", package], ["apt-get", "update"],
+                    ["apt-get", "install", "-y", package]):
         if shutil.which(command[0]) is None:
             break
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run([*sudo, *command], env=env, check=False, stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if shutil.which("redis-server"):
+        if shutil.which(program):
             return True
-    print("run_tests: redis-server is missing and apt-get could not install it; install "
-          "it (Debian/Ubuntu: apt-get install redis-server) and run again", file=sys.stderr)
+    print(f"run_tests: {program} is missing and apt-get could not install it; install it\n"
+          f"(Debian/Ubuntu: apt-get install {package}) and run again", file=sys.stderr)
     return False
 
 
@@ -150,7 +152,10 @@ def main(argv: list[str]) -> int:
         print(f"run_tests: {error}", file=sys.stderr)
         return 1
     with step("redis-server: finding or installing it (apt-get)"):
-        if not ensure_redis_server():
+        if not ensure_from_apt("redis-server", "redis-server"):
+            return 1
+    with step("Chromium: finding or installing /usr/bin/chromium (apt-get)"):
+        if not ensure_from_apt("/usr/bin/chromium", "chromium"):
             return 1
     env = {**os.environ, "PATH": os.pathsep.join([str(node_bin), os.environ.get("PATH", "")])}
     env.pop("PYTHONPATH", None)

@@ -2,7 +2,6 @@
 // server-sent events show as they arrive (delta, then done or error). The caller key the
 // user types is kept in sessionStorage only (this tab, gone when it closes): never in
 // localStorage, a cookie or the URL. Requests go to this page's own origin only.
-"use strict";
 
 const KEY_ITEM = "caller-key";
 const history = []; // the conversation so far, sent with each message

@@ -11,7 +11,8 @@ Hostile gateways for the safety tests: ``redirect_to`` answers every request wit
 so many seconds, never finishing in time; ``html_page`` answers 200 with that page as
 ``text/html`` (a captive portal, a login page); ``endless`` answers 200 and never stops
 sending (JSON, or server-sent events when asked to stream); ``hold`` streams one delta and
-then keeps the stream open, with a comment line every 20 ms, until the client hangs up.
+then keeps the stream open, with a comment line every 20 ms, until the client hangs up;
+``stream_pause`` sends a stream's events that many seconds apart (a reply seen growing).
 
 It speaks HTTP/1.1 with keep-alive: ``connections`` counts the connections it accepted, and
 ``hung_up`` is set when a client closed an endless or held answer before its end.
@@ -47,6 +48,7 @@ class FakeGateway:
     html_page: str | None = None
     endless: bool = False
     hold: bool = False
+    stream_pause: float = 0.0
     requests: list[Recorded] = field(default_factory=list)
     connections: int = 0
     hung_up: threading.Event = field(default_factory=threading.Event)
@@ -69,6 +71,7 @@ class FakeGateway:
         self.html_page = None
         self.endless = False
         self.hold = False
+        self.stream_pause = 0.0
         self.requests.clear()
         self.connections = 0
         self.hung_up.clear()
@@ -231,7 +234,11 @@ class _Handler(BaseHTTPRequestHandler):
             error = {"error": {"message": "upstream failed", "type": "server_error"}}
             self._answer(self.gateway.status, "application/json", json.dumps(error).encode())
         else:
-            self._answer(200, *answer_for(self.path, body, self.gateway.reply))
+            content_type, payload = answer_for(self.path, body, self.gateway.reply)
+            if self.gateway.stream_pause and content_type == "text/event-stream":
+                self._paced(payload, self.gateway.stream_pause)
+            else:
+                self._answer(200, content_type, payload)
 
     def _answer(self, status: int, content_type: str, payload: bytes) -> None:
         self.send_response(status)
@@ -241,6 +248,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("cf-aig-cache-status", "MISS")
         self.end_headers()
         self.wfile.write(payload)
+
+    def _paced(self, payload: bytes, pause: float) -> None:
+        """A whole stream, one event every ``pause`` seconds."""
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("cf-aig-log-id", LOG_ID)
+        self.send_header("cf-aig-cache-status", "MISS")
+        self.end_headers()
+        try:
+            for event in payload.split(b"\n\n")[:-1]:
+                self._chunk(event + b"\n\n")
+                time.sleep(pause)
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.gateway.hung_up.set()  # the client went away mid-stream
 
     def _drip(self, seconds: float) -> None:
         self.send_response(200)
