@@ -127,4 +127,11 @@ document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("chat");
   if (form.key) form.key.value = sessionStorage.getItem(KEY_ITEM) ?? "";
   form.addEventListener("submit", send);
+  // Enter sends, Shift+Enter starts a new line (as in most chat apps).
+  form.prompt.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !form.send.disabled) {
+      event.preventDefault();
+      form.requestSubmit();
+    }
+  });
 });
