@@ -205,3 +205,14 @@ def test_update_from_0_2_0_keeps_the_gateway_ids_typed_there(releases, tmp_path)
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert (answers["gateway_id"], answers["staging_gateway_id"]) == ("prod-gw", "stg-gw")
     assert not {"gateway_ids_confirmed", "production_gateway_id"} & set(answers)
+
+
+def test_every_release_in_the_changelog_has_a_row_in_the_release_table():
+    table = set(re.findall(r'"version": "(\d+\.\d+\.\d+)"',
+                           (TEMPLATE_ROOT / "includes/releases.jinja").read_text()))
+    changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
+    released = set(re.findall(r"^## (\d+\.\d+\.\d+) - ", changelog, flags=re.M))
+
+    # 0.1.0 had no update to describe; the newest row may be the release being cut
+    assert released - {"0.1.0"} <= table
+    assert len(table - released) <= 1 and "## Unreleased" in changelog or table <= released
