@@ -444,10 +444,11 @@ def test_a_rate_limit_storage_that_does_not_answer_refuses_the_request(project, 
     assert sent == []
 
 
-def test_without_caller_keys_every_request_is_named_anonymous_upstream(tmp_path, gateway):
+def test_without_caller_keys_callers_toml_is_unused_and_upstream_names_anonymous(tmp_path, gateway):
     project = render(tmp_path / "open", language="python-app", gateway_id="demo-gw",
                      caller_auth="none")
-    env = service_env(project, gateway)
+    (tmp_path / "unused.toml").write_text("not toml at all [")  # not read: no keys taken
+    env = service_env(project, gateway, CALLERS_FILE=str(tmp_path / "unused.toml"))
     with Service(project, env, tmp_path / "service.log") as service:
         sent = upstream_after(gateway, lambda: service.chat("any").raise_for_status())
 

@@ -47,7 +47,10 @@ def check_caller(request: Request, settings: Settings, callers: Callers) -> Call
 
 def read_callers(settings: Settings) -> Callers:
     """CALLERS_FILE (callers.toml), checked against ALLOWED_MODELS (empty: each provider's
-    default model); CallersError or SettingsError when it cannot be used."""
+    default model); CallersError or SettingsError when it cannot be used. None with
+    caller_auth none: every request is ``anonymous``, the file is not read."""
+    if settings.caller_auth == "none":
+        return Callers()
     settings.check("CALLERS_FILE", "ALLOWED_MODELS")
     allowed = settings.allowed_models or tuple(p.default_model for p in PROVIDERS.values())
     return load_callers(Path(settings.callers_file), allowed)
