@@ -173,6 +173,17 @@ def test_each_environment_s_id_is_asked_once_and_production_s_is_gateway_id(temp
     assert asked_ids == ["gateway_id", "development_gateway_id", "staging_gateway_id"]
 
 
+def test_production_gateway_id_of_0_2_0_is_refused_not_ignored(template, tmp_path):
+    # a 0.2.0 script's answer: ignoring it would put production on gateway_id silently
+    said = refused(template, tmp_path / "out", project_name="demo-svc", gateway_id="base-gw",
+                   environments=["staging", "production"], gateway_ids_confirmed=False,
+                   production_gateway_id="prod-gw")
+
+    assert said == ("Validation error for question 'environments': production_gateway_id is "
+                    "gone\nproduction's gateway id is gateway_id now: give --data "
+                    "gateway_id=<id>")
+
+
 def test_ids_of_environments_not_chosen_are_not_stored(template, tmp_path):
     project = render(template, tmp_path / "svc", language="python-app")
 
