@@ -438,7 +438,7 @@ def bench_update(templates: Templates, work: Path, reps: int, warmup: int) -> di
 
 
 def fake_gateway():
-    """The loopback gateway of tools/testkit.py: every chat is answered "pong"."""
+    """The loopback gateway of tools/testkit.py: every chat is answered "Hello there"."""
     return testkit.FakeGateway()
 
 

@@ -566,7 +566,7 @@ def table_log_lines(log_ids: dict[str, str]) -> dict[str, dict]:
         "GET /openapi.json": {"method": "GET", "route": "/openapi.json", "status": 200, "provider": None,
                               "model": None, "caller": None, "stream": False, "error": None, **nothing},
         "200": {**chat, "model": "gpt-4o-mini", "status": 200, "log_id": log_ids["200 with the key"],
-                "cache_status": None, "usage": USAGE, "stream": False, "error": None},
+                "cache_status": "MISS", "usage": USAGE, "stream": False, "error": None},
         "200 streamed": {**chat, "model": "gpt-4o-mini", "status": 200, "log_id": log_ids["streamed answer"],
                          "cache_status": "MISS", "usage": USAGE, "stream": True, "error": None},
         "401": {**chat, "caller": None, "model": None, "status": 401,
@@ -603,7 +603,7 @@ def assert_hang_up_closes_upstream(port: int, gateway: FakeGateway, callers: int
     payload = body({"prompt": "trickle", "stream": True})
     head = (f"POST /chat HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer {SERVICE_KEY}\r\n"
             f"content-type: application/json\r\ncontent-length: {len(payload)}\r\n\r\n").encode()
-    hung_up = gateway.hung_up
+    hung_up = gateway.hang_ups
     socks = [socket.create_connection(("127.0.0.1", port), timeout=LONG_DEADLINE_S) for _ in range(callers)]
     try:
         for sock in socks:
@@ -622,7 +622,7 @@ def assert_hang_up_closes_upstream(port: int, gateway: FakeGateway, callers: int
     closed = wait_for(lambda: gateway.open_answers == 0, LONG_DEADLINE_S / 2)
     assert closed, (f"{gateway.open_answers} of {callers} upstream answers still open "
                     f"{LONG_DEADLINE_S / 2:g} s after their callers hung up")
-    assert gateway.hung_up - hung_up == callers
+    assert gateway.hang_ups - hung_up == callers
 
 
 def rss(pid: int) -> int:
@@ -671,7 +671,7 @@ def assert_endless_answers_are_bounded(port: int, gateway: FakeGateway, pid: int
     """An endless upstream answer: 502 (JSON) or an SSE error event (stream) with the spec's
     message once MAX_UPSTREAM_BYTES have come, the upstream closed, the service's resident
     memory never 50 MB above where it was. ``log_ids`` gets ``{what: gateway log id}``."""
-    problems, hung_up = [], gateway.hung_up
+    problems, hung_up = [], gateway.hang_ups
     start = rss(pid)
     with PeakRss(pid) as peak:
         log_ids["endless"] = f"LOG{len(gateway.requests) + 1}"
@@ -693,8 +693,8 @@ def assert_endless_answers_are_bounded(port: int, gateway: FakeGateway, pid: int
                 stream[-1:] != [expected] or {name for name, _ in stream[:-1]} - {"delta"}):
             problems.append(f"endless stream: {status} {headers.get('content-type')} ends {stream[-1:]}, "
                             f"not {expected}")
-    if not wait_for(lambda: gateway.hung_up - hung_up == 2 and gateway.open_answers == 0, LONG_DEADLINE_S / 2):
-        problems.append(f"the service closed {gateway.hung_up - hung_up} of 2 endless upstream answers "
+    if not wait_for(lambda: gateway.hang_ups - hung_up == 2 and gateway.open_answers == 0, LONG_DEADLINE_S / 2):
+        problems.append(f"the service closed {gateway.hang_ups - hung_up} of 2 endless upstream answers "
                         f"({gateway.open_answers} still open)")
     if peak.peak - start >= 50 * 2**20:
         problems.append(f"resident memory grew {(peak.peak - start) / 2**20:.0f} MB (from {start / 2**20:.0f} MB)")

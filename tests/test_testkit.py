@@ -44,7 +44,7 @@ def test_fake_gateway_answers_like_the_provider_and_records_requests():
         with urllib.request.urlopen(request, timeout=10) as response:
             body = json.loads(response.read())
             log_id = response.headers["cf-aig-log-id"]
-    assert body["choices"][0]["message"]["content"] == gateway.reply == "pong"
+    assert body["choices"][0]["message"]["content"] == gateway.reply == "Hello there"
     assert log_id == "LOG1"
     (seen,) = gateway.requests
     assert (seen["path"], seen["headers"]["cf-aig-authorization"]) == (

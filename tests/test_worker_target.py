@@ -506,10 +506,10 @@ def test_wrangler_dev_sends_the_exact_headers_over_real_http(worker_project, nam
         assert unauthorized[1]["www-authenticate"] == "Bearer"
     else:
         for case, (status, body) in keyless.items():
-            assert status == 200 and body["reply"] == "pong", (case, status, body)
+            assert status == 200 and body["reply"] == "Hello there", (case, status, body)
     assert get_constructor[0] == 404
     for route, (status, body) in answers.items():
-        assert status == 200 and body["reply"] == "pong", (route, status, body)
+        assert status == 200 and body["reply"] == "Hello there", (route, status, body)
     # The caller's key (right or wrong) never travels upstream, in any header.
     assert not [r for r in gateway.requests if "svc-ke" in json.dumps(r["headers"])]
     # A redirect is answered 502 naming it, and the token went out once: never to the Location.
@@ -526,7 +526,7 @@ def test_wrangler_dev_sends_the_exact_headers_over_real_http(worker_project, nam
     assert (status, body["error"], body["status"]) == (
         502, "the gateway's answer is larger than 4194304 bytes (MAX_UPSTREAM_BYTES)", 200), endless
     assert body["log_id"].startswith("LOG"), body
-    assert left_open == 0 and gateway.hung_up == 1, (left_open, gateway.hung_up)
+    assert left_open == 0 and gateway.hang_ups == 1, (left_open, gateway.hang_ups)
     gw = f"/v1/{ACCOUNT_ID}/demo-gw"
     assert sorted(seen) == sorted([
         f"{gw}/openai/chat/completions",

@@ -5,11 +5,11 @@
 - ``run(args, cwd, env, timeout)``: run a command with captured text output, its duration
   and ``.check()``; it never raises on a non-zero exit by itself.
 - ``free_port()``: a loopback TCP port nobody listens on right now.
-- ``FakeGateway``: a loopback HTTP server playing the gateway and the unified API for the
-  template's tests and the benchmarks: it answers like the provider the path names, records
-  every request, and misbehaves on request (see its docstring). ``gateway.url`` stands in for
-  ``AI_GATEWAY_BASE_URL``, ``gateway.api_url`` for ``CLOUDFLARE_API_BASE_URL``. (The rendered
-  python-app carries its own, ``tests/fake_gateway.py``, for its owners' tests.)
+- ``FakeGateway``: the rendered python-app's loopback gateway (its ``tests/fake_gateway.py``,
+  loaded from template/), set up for the template's tests and the benchmarks: it answers like
+  the provider the path names, records every request, and misbehaves when the prompt asks
+  (see its docstring). ``gateway.url`` stands in for ``AI_GATEWAY_BASE_URL``,
+  ``gateway.api_url`` for ``CLOUDFLARE_API_BASE_URL``.
 - ``load_module(path, name)``: import a Python file that is not on ``sys.path``.
 - ``clean_env(**extra)``: this environment without the rendered services' own variables.
 
@@ -23,10 +23,9 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Self
 
 ROOT = Path(__file__).resolve().parents[1]
 __all__ = ["ROOT", "CommandFailed", "FakeGateway", "Result", "clean_env", "free_port", "load_module",
@@ -126,173 +125,25 @@ def load_module(path: Path, name: str) -> ModuleType:
     return module
 
 
-class FakeGateway:
-    """A loopback HTTP server playing the gateway and the unified API: records every request and
-    answers like the provider the path names. Only 127.0.0.1, bounded by the test's lifetime.
+# The one fake gateway: the rendered python-app's own test helper, loaded from the template.
+_rendered_fake = load_module(ROOT / "template" / "python-app" / "tests" / "fake_gateway.py",
+                             "python_app_fake_gateway")
 
-    Hostile on request: a last message "redirect" is answered 307 to another path of this
-    server, "drip" with a JSON body one byte every half second (a gateway that never finishes),
-    "fail" with a 500 whose body echoes the gateway token (a service must never pass it on),
-    "endless" with an answer that never ends (JSON, or with ``"stream": true`` OpenAI chunks of
-    1,000 characters each, as fast as the reader takes them; about 64 MB at most), "trickle" with a
-    stream of one chunk every 0.1 s for at most 60 s. ``open_answers`` counts the endless and
-    trickling answers being written right now, ``hung_up`` those whose reader went away first.
-    A request with ``"stream": true`` is answered with OpenAI's chunks: "Hello", " there", usage.
+
+@dataclass
+class FakeGateway(_rendered_fake.FakeGateway):
+    """template/python-app/tests/fake_gateway.py's FakeGateway, set up the way this
+    repository's tests and benchmarks drive a service running in another process (a Worker
+    under wrangler dev, uvicorn): a request's prompt picks its misbehaviour ("redirect",
+    "drip", "fail", "endless", "trickle"), the answer to the n-th request has the log id
+    ``LOGn``, every answer says "Hello there" and streams end with the usage chunk. ``requests``
+    holds each request (``r["path"]``, ``r["headers"]``, ``r["body"]``); ``open_answers`` and
+    ``hang_ups`` count the endless and trickling answers being sent and those cut short.
     """
 
-    def __init__(self):
-        import http.server
-        import json
-        import threading
-        import time
-
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                parsed = json.loads(body or b"null")
-                outer.requests.append({
-                    "path": self.path,
-                    "headers": {k.lower(): v for k, v in self.headers.items()},
-                    "body": parsed,
-                })
-                messages = (parsed or {}).get("messages") or [{}]
-                prompt = messages[-1].get("content") if isinstance(messages[-1], dict) else None
-                if prompt == "redirect":
-                    self.send_response(307)
-                    self.send_header("location", f"http://127.0.0.1:{outer.port}/elsewhere{self.path}")
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-                    return
-                if prompt == "drip":
-                    self.send_response(200)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", "1000")
-                    self.end_headers()
-                    try:
-                        for _ in range(60):  # at most 30 s, far past any deadline under test
-                            self.wfile.write(b" ")
-                            self.wfile.flush()
-                            time.sleep(0.5)
-                    except OSError:
-                        outer.dropped += 1  # the Worker hung up: what a deadline should do
-                    return
-                if prompt in ("endless", "trickle"):
-                    self.send_endless(prompt, (parsed or {}).get("stream") is True)
-                    return
-                if prompt == "fail":
-                    token = self.headers.get("cf-aig-authorization", "")
-                    self.send_json(500, {"error": {"message": f"upstream detail, sent with {token}"}})
-                    return
-                if (parsed or {}).get("stream") is True:
-                    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini"}
-                    chunks = [
-                        {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello"}}]},
-                        {**chunk, "choices": [{"index": 0, "delta": {"content": " there"}}]},
-                        {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-                        {**chunk, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}},
-                    ]
-                    self.send_response(200)
-                    self.send_header("content-type", "text/event-stream")
-                    self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
-                    self.send_header("cf-aig-cache-status", "MISS")
-                    self.end_headers()
-                    for data in [*map(json.dumps, chunks), "[DONE]"]:
-                        self.wfile.write(f"data: {data}\n\n".encode())
-                        self.wfile.flush()
-                    self.close_connection = True
-                    return
-                if self.path.endswith("/anthropic/v1/messages"):
-                    answer = {"id": "m", "type": "message", "role": "assistant", "model": "claude-haiku-4-5",
-                              "content": [{"type": "text", "text": "pong"}], "stop_reason": "end_turn",
-                              "usage": {"input_tokens": 1, "output_tokens": 1}}
-                elif self.path.endswith(":generateContent"):
-                    answer = {"candidates": [{"content": {"role": "model", "parts": [{"text": "pong"}]}, "index": 0}],
-                              "modelVersion": "gemini-2.5-flash"}
-                else:
-                    answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
-                              "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"},
-                                           "finish_reason": "stop"}],
-                              "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
-                self.send_json(200, answer)
-
-            def send_json(self, status: int, payload: dict) -> None:
-                """A whole JSON answer, with the log id the gateway gives each request."""
-                out = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(out)))
-                self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
-                self.end_headers()
-                self.wfile.write(out)
-
-            def send_endless(self, prompt: str, stream: bool) -> None:
-                """An answer that never ends (about 64 MB or 60 s at most): a bound or a hang-up must stop it."""
-                text = "x" * 1000
-                if stream:
-                    piece = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini",
-                             "choices": [{"index": 0, "delta": {"content": text}}]}
-                    head, chunk = b"", f"data: {json.dumps(piece)}\n\n".encode()
-                else:
-                    head = (b'{"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini", '
-                            b'"choices": [{"index": 0, "message": {"role": "assistant", "content": "')
-                    chunk = text.encode()
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream" if stream else "application/json")
-                self.send_header("cf-aig-log-id", f"LOG{len(outer.requests)}")
-                self.send_header("cf-aig-cache-status", "MISS")
-                self.end_headers()
-                self.close_connection = True
-                trickle = prompt == "trickle"
-                with outer.lock:
-                    outer.open_answers += 1
-                try:
-                    self.wfile.write(head)
-                    for _ in range(600 if trickle else 1024):
-                        self.wfile.write(chunk if trickle else chunk * 64)
-                        self.wfile.flush()
-                        if trickle:
-                            time.sleep(0.1)
-                except OSError:
-                    with outer.lock:
-                        outer.hung_up += 1
-                finally:
-                    with outer.lock:
-                        outer.open_answers -= 1
-
-            def log_message(self, *args):
-                pass
-
-        self.dropped = 0
-        self.open_answers = 0  # endless or trickling answers being written now
-        self.hung_up = 0  # endless or trickling answers whose reader went away before the end
-        self.lock = threading.Lock()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    reply = "pong"  # what every non-streamed answer says
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """Stands in for https://gateway.ai.cloudflare.com/v1 (AI_GATEWAY_BASE_URL)."""
-        return f"{self.origin}/v1"
-
-    @property
-    def api_url(self) -> str:
-        """Stands in for https://api.cloudflare.com/client/v4 (CLOUDFLARE_API_BASE_URL)."""
-        return f"{self.origin}/client/v4"
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    reply: str = "Hello there"  # two words: a stream of two deltas
+    by_prompt: bool = True
+    numbered_log_ids: bool = True
+    stream_usage: bool = True
+    usage: dict = field(default_factory=lambda: {"prompt_tokens": 1, "completion_tokens": 2,
+                                                 "total_tokens": 3})

@@ -14,8 +14,17 @@ sending (JSON, or server-sent events when asked to stream); ``hold`` streams one
 then keeps the stream open, with a comment line every 20 ms, until the client hangs up;
 ``stream_pause`` sends a stream's events that many seconds apart (a reply seen growing).
 
-It speaks HTTP/1.1 with keep-alive: ``connections`` counts the connections it accepted, and
-``hung_up`` is set when a client closed an endless or held answer before its end.
+A request can also pick its own misbehaviour by its last message (``by_prompt``):
+"redirect", "drip", "fail" (a 500 whose message echoes the gateway token, which a service
+must never pass on), "endless" or "trickle" (a stream of one delta every 0.1 s): one server
+then answers a whole table of cases sent through a service running in another process.
+``numbered_log_ids`` gives the answer to the n-th request the log id ``LOGn``, and
+``stream_usage`` ends OpenAI streams with the usage chunk. Endless answers stop after 64 MiB,
+held and trickling ones after 60 s: a test that goes wrong still ends.
+
+It speaks HTTP/1.1 with keep-alive: ``connections`` counts the connections it accepted;
+``open_answers`` counts the endless, held and trickling answers being sent right now, and
+``hang_ups`` (and the ``hung_up`` event) those a client closed before their end.
 """
 
 from __future__ import annotations
@@ -27,6 +36,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LOG_ID = "01JTESTLOGID0000000000000"
+USAGE = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+PROMPTS = ("redirect", "drip", "fail", "endless", "trickle")  # what by_prompt understands
+ENDLESS_BYTES = 64 * 1024 * 1024  # where an "endless" answer stops after all
+HELD_SECONDS = 60.0  # where a held or trickling answer stops after all
+DRIP_SECONDS = 30.0  # where a dripping answer stops: far past any deadline under test
 
 
 @dataclass
@@ -35,6 +49,10 @@ class Recorded:
     path: str
     headers: dict[str, str]  # lower-cased names
     body: dict
+
+    def __getitem__(self, name: str):
+        """``request["path"]`` reads ``request.path`` (for code written for dicts)."""
+        return getattr(self, name)
 
 
 @dataclass
@@ -52,6 +70,13 @@ class FakeGateway:
     requests: list[Recorded] = field(default_factory=list)
     connections: int = 0
     hung_up: threading.Event = field(default_factory=threading.Event)
+    by_prompt: bool = False
+    numbered_log_ids: bool = False
+    stream_usage: bool = False
+    usage: dict = field(default_factory=lambda: dict(USAGE))
+    open_answers: int = 0
+    hang_ups: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __enter__(self) -> FakeGateway:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
@@ -74,6 +99,7 @@ class FakeGateway:
         self.stream_pause = 0.0
         self.requests.clear()
         self.connections = 0
+        self.hang_ups = 0
         self.hung_up.clear()
 
     def __exit__(self, *exc: object) -> None:
@@ -92,11 +118,34 @@ class FakeGateway:
 
     @property
     def origin(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def log_id(self) -> str:
+        """The log id of the answer to the latest request."""
+        return f"LOG{len(self.requests)}" if self.numbered_log_ids else LOG_ID
+
+    def misbehaviour(self, body: dict) -> str | None:
+        """What ``by_prompt`` makes of this request: one of PROMPTS, or None."""
+        messages = body.get("messages") if self.by_prompt else None
+        last = messages[-1] if isinstance(messages, list) and messages else None
+        prompt = last.get("content") if isinstance(last, dict) else None
+        return prompt if prompt in PROMPTS else None
+
+    def count_open(self, change: int) -> None:
+        with self._lock:
+            self.open_answers += change
+
+    def count_hang_up(self) -> None:
+        with self._lock:
+            self.hang_ups += 1
+        self.hung_up.set()
 
 
-def completion(reply: str, model: str) -> dict:
+def completion(reply: str, model: str, usage: dict = USAGE) -> dict:
     return {
         "id": "chatcmpl-test",
         "object": "chat.completion",
@@ -109,7 +158,7 @@ def completion(reply: str, model: str) -> dict:
                 "finish_reason": "stop",
             }
         ],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        "usage": usage,
     }
 
 
@@ -126,7 +175,8 @@ def anthropic_message(reply: str, model: str) -> dict:
     }
 
 
-def gemini_content(reply: str) -> dict:
+def gemini_content(reply: str, path: str = "") -> dict:
+    model = path.rsplit("/models/", 1)[-1].split(":", 1)[0] if "/models/" in path else ""
     return {
         "candidates": [
             {
@@ -134,11 +184,14 @@ def gemini_content(reply: str) -> dict:
                 "finishReason": "STOP",
                 "index": 0,
             }
-        ]
+        ],
+        "modelVersion": model,
     }
 
 
-def answer_for(path: str, body: dict, reply: str) -> tuple[str, bytes]:
+def answer_for(
+    path: str, body: dict, reply: str, usage: dict = USAGE, stream_usage: bool = False
+) -> tuple[str, bytes]:
     """Content type and payload in the format of the provider the path names."""
     model = body.get("model", "")
     if path.endswith("/anthropic/v1/messages"):
@@ -146,12 +199,13 @@ def answer_for(path: str, body: dict, reply: str) -> tuple[str, bytes]:
             return "text/event-stream", anthropic_stream(reply, model)
         return "application/json", json.dumps(anthropic_message(reply, model)).encode()
     if ":streamGenerateContent" in path:
-        return "text/event-stream", f"data: {json.dumps(gemini_content(reply))}\n\n".encode()
+        event = json.dumps(gemini_content(reply, path))
+        return "text/event-stream", f"data: {event}\n\n".encode()
     if ":generateContent" in path:
-        return "application/json", json.dumps(gemini_content(reply)).encode()
+        return "application/json", json.dumps(gemini_content(reply, path)).encode()
     if body.get("stream"):
-        return "text/event-stream", stream_events(reply, model)
-    return "application/json", json.dumps(completion(reply, model)).encode()
+        return "text/event-stream", stream_events(reply, model, usage if stream_usage else None)
+    return "application/json", json.dumps(completion(reply, model, usage)).encode()
 
 
 def anthropic_stream(reply: str, model: str) -> bytes:
@@ -180,16 +234,19 @@ def anthropic_stream(reply: str, model: str) -> bytes:
     return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
 
 
-def stream_events(reply: str, model: str) -> bytes:
-    """The reply split in words, as OpenAI's server-sent events."""
+def stream_events(reply: str, model: str, usage: dict | None = None) -> bytes:
+    """The reply split in words, as OpenAI's server-sent events; with ``usage``, the
+    usage chunk OpenAI sends last when asked (``stream_options.include_usage``)."""
+    head = {
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
+    }
     words = reply.split(" ")
-    events = []
-    for i, word in enumerate(words):
-        chunk = {
-            "id": "chatcmpl-test",
-            "object": "chat.completion.chunk",
-            "created": 1700000000,
-            "model": model,
+    chunks = [
+        {
+            **head,
             "choices": [
                 {
                     "index": 0,
@@ -198,9 +255,12 @@ def stream_events(reply: str, model: str) -> bytes:
                 }
             ],
         }
-        events.append(f"data: {json.dumps(chunk)}\n\n")
-    events.append("data: [DONE]\n\n")
-    return "".join(events).encode()
+        for i, word in enumerate(words)
+    ]
+    if usage is not None:
+        chunks.append({**head, "choices": [], "usage": usage})
+    events = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks]
+    return "".join([*events, "data: [DONE]\n\n"]).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -218,23 +278,34 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         headers = {name.lower(): value for name, value in self.headers.items()}
-        self.gateway.requests.append(Recorded("POST", self.path, headers, body))
-        if self.gateway.redirect_to:
+        gateway = self.gateway
+        gateway.requests.append(Recorded("POST", self.path, headers, body))
+        asked = gateway.misbehaviour(body)
+        if gateway.redirect_to or asked == "redirect":
             self.send_response(307)
-            self.send_header("location", self.gateway.redirect_to)
+            elsewhere = f"{gateway.origin}/elsewhere{self.path}"  # by_prompt: this server
+            self.send_header("location", gateway.redirect_to or elsewhere)
             self.send_header("content-length", "0")
             self.end_headers()
-        elif self.gateway.drip_seconds:
-            self._drip(self.gateway.drip_seconds)
-        elif self.gateway.endless or self.gateway.hold:
-            self._forever(stream=bool(body.get("stream")) or self.gateway.hold)
-        elif self.gateway.html_page:
-            self._answer(200, "text/html", self.gateway.html_page.encode())
-        elif self.gateway.status != 200:
+        elif gateway.drip_seconds or asked == "drip":
+            self._drip(gateway.drip_seconds or 0.5)
+        elif gateway.endless or gateway.hold or asked in ("endless", "trickle"):
+            kind = "hold" if gateway.hold else asked or "endless"
+            stream = bool(body.get("stream")) or kind != "endless"
+            self._forever(kind, stream, model=body.get("model", ""))
+        elif asked == "fail":
+            token = headers.get("cf-aig-authorization", "")
+            error = {"error": {"message": f"upstream detail, sent with {token}"}}
+            self._answer(500, "application/json", json.dumps(error).encode())
+        elif gateway.html_page:
+            self._answer(200, "text/html", gateway.html_page.encode())
+        elif gateway.status != 200:
             error = {"error": {"message": "upstream failed", "type": "server_error"}}
-            self._answer(self.gateway.status, "application/json", json.dumps(error).encode())
+            self._answer(gateway.status, "application/json", json.dumps(error).encode())
         else:
-            content_type, payload = answer_for(self.path, body, self.gateway.reply)
+            content_type, payload = answer_for(
+                self.path, body, gateway.reply, gateway.usage, gateway.stream_usage
+            )
             if self.gateway.stream_pause and content_type == "text/event-stream":
                 self._paced(payload, self.gateway.stream_pause)
             else:
@@ -244,8 +315,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("content-type", content_type)
         self.send_header("content-length", str(len(payload)))
-        self.send_header("cf-aig-log-id", LOG_ID)
-        self.send_header("cf-aig-cache-status", "MISS")
+        self.send_header("cf-aig-log-id", self.gateway.log_id())
+        if status == 200:  # a failed answer is never a cache hit or miss
+            self.send_header("cf-aig-cache-status", "MISS")
         self.end_headers()
         self.wfile.write(payload)
 
@@ -254,7 +326,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
-        self.send_header("cf-aig-log-id", LOG_ID)
+        self.send_header("cf-aig-log-id", self.gateway.log_id())
         self.send_header("cf-aig-cache-status", "MISS")
         self.end_headers()
         try:
@@ -272,42 +344,38 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         try:
-            for _ in range(1000):
+            for _ in range(min(1000, int(DRIP_SECONDS / seconds))):
                 self.wfile.write(b" ")
                 self.wfile.flush()
                 time.sleep(seconds)
         except OSError:
             pass  # the client gave up: that is the point
 
-    def _forever(self, stream: bool) -> None:
-        """An answer that never ends (endless), or a stream held open (hold)."""
+    def _forever(self, kind: str, stream: bool, model: str) -> None:
+        """An answer that never ends ("endless", up to ENDLESS_BYTES), or a stream held open
+        with a comment line every 20 ms ("hold") or a delta every 0.1 s ("trickle"), up to
+        HELD_SECONDS. The body ends when the connection closes (no length, not chunked),
+        so a client that stops reading can only hang up."""
         self.send_response(200)
         self.send_header("content-type", "text/event-stream" if stream else "application/json")
-        self.send_header("transfer-encoding", "chunked")
-        self.send_header("cf-aig-log-id", LOG_ID)
+        self.send_header("connection", "close")
+        self.send_header("cf-aig-log-id", self.gateway.log_id())
+        self.send_header("cf-aig-cache-status", "MISS")
         self.end_headers()
         self.close_connection = True
-        if self.gateway.hold:
-            first, chunk, pause = (
-                stream_events("Hello", "m").split(b"\n\n")[0] + b"\n\n",
-                b": keep-alive\n\n",
-                0.02,
-            )
-        elif stream:
-            first, chunk, pause = (
-                b"",
-                stream_events("x" * 65000, "m").split(b"\n\n")[0] + b"\n\n",
-                0,
-            )
-        else:
-            first, chunk, pause = b'{"choices": [{"message": {"content": "', b"x" * 65536, 0
+        first, chunk, pause = _endless_parts(kind, stream, model)
+        chunks = ENDLESS_BYTES // len(chunk) if kind == "endless" else int(HELD_SECONDS / pause)
+        self.gateway.count_open(+1)
         try:
-            self._chunk(first)
-            while True:
-                self._chunk(chunk)
+            self.wfile.write(first)
+            for _ in range(chunks):
+                self.wfile.write(chunk)
+                self.wfile.flush()
                 time.sleep(pause)
         except OSError:
-            self.gateway.hung_up.set()  # the client closed the answer: that is the point
+            self.gateway.count_hang_up()  # the client closed the answer: that is the point
+        finally:
+            self.gateway.count_open(-1)
 
     def _chunk(self, data: bytes) -> None:
         if data:
@@ -316,6 +384,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep test output clean
+
+
+def _endless_parts(kind: str, stream: bool, model: str) -> tuple[bytes, bytes, float]:
+    """(what is sent first, the chunk sent again and again, the pause between chunks)."""
+
+    def first_event(text: str) -> bytes:
+        return stream_events(text, model).split(b"\n\n")[0] + b"\n\n"
+
+    if kind == "hold":
+        return first_event("Hello"), b": keep-alive\n\n", 0.02
+    if kind == "trickle":
+        return b"", first_event("x" * 1000), 0.1
+    if stream:
+        return b"", first_event("x" * 1000) * 64, 0
+    return b'{"choices": [{"message": {"content": "', b"x" * 65536, 0
 
 
 def _handler_for(gateway: FakeGateway) -> type[BaseHTTPRequestHandler]:
