@@ -1,4 +1,5 @@
 // The body of a chat request, read and checked, and the answer a chat route gives.
+import { MAX_OWN_METADATA, METADATA_TOO_MANY } from "./callers";
 import { BadRequestError, HttpError } from "./errors";
 import { type GatewayOptions, type GatewayResult, isHeaderText, parseGatewayOptions, type Upstream } from "./gateway";
 import { usageOf } from "./request-log";
@@ -18,8 +19,13 @@ export interface ChatRequest {
   messages: ChatMessage[];
   model: string | undefined;
   stream: boolean;
+  /** The most tokens the reply may have (within the caller's cap, callers.toml). */
+  maxTokens: number | undefined;
   gateway: GatewayOptions;
 }
+
+/** The largest `max_tokens` a request may ask for. */
+export const MAX_TOKENS_LIMIT = 1_000_000;
 
 /** What a provider route gets: the checked request, the model to use, the settings, the way out. */
 export interface ChatCall {
@@ -80,7 +86,7 @@ export async function readChatRequest(request: Request, maxBytes: number, deadli
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new BadRequestError('the request body must be a JSON object with "prompt" or "messages"');
   }
-  const { prompt, messages, model, stream, gateway } = body as Record<string, unknown>;
+  const { prompt, messages, model, stream, max_tokens: maxTokens, gateway } = body as Record<string, unknown>;
   let chat: ChatMessage[];
   if (typeof prompt === "string" && prompt.trim() !== "") {
     chat = [{ role: "user", content: prompt }];
@@ -95,16 +101,30 @@ export async function readChatRequest(request: Request, maxBytes: number, deadli
   if (stream !== undefined && typeof stream !== "boolean") {
     throw new BadRequestError('"stream" must be true or false');
   }
+  const wholeTokens = typeof maxTokens === "number" && Number.isInteger(maxTokens);
+  if (maxTokens !== undefined && !(wholeTokens && maxTokens >= 1 && maxTokens <= MAX_TOKENS_LIMIT)) {
+    throw new BadRequestError(`"max_tokens" must be an integer from 1 to ${MAX_TOKENS_LIMIT}`);
+  }
   return {
     messages: chat,
     model: model as string | undefined,
     stream: stream === true,
+    maxTokens: maxTokens as number | undefined,
     gateway: options(request, gateway),
   };
 }
 
 /** The body's gateway options; a caller's own trace id (request header) wins over the body's. */
 function options(request: Request, gateway: unknown): GatewayOptions {
+  const metadata = (gateway as { metadata?: unknown } | null)?.metadata;
+  if (
+    typeof metadata === "object" &&
+    metadata !== null &&
+    !Array.isArray(metadata) &&
+    Object.keys(metadata).length > MAX_OWN_METADATA
+  ) {
+    throw new BadRequestError(METADATA_TOO_MANY);
+  }
   let options: GatewayOptions;
   try {
     options = parseGatewayOptions(gateway);

@@ -9,6 +9,7 @@ export type ErrorKind =
   | "method_not_allowed"
   | "too_large"
   | "unsupported_media_type"
+  | "rate_limited"
   | "setting"
   | "internal"
   | "upstream"
@@ -22,6 +23,7 @@ const KINDS: Record<number, ErrorKind> = {
   405: "method_not_allowed",
   413: "too_large",
   415: "unsupported_media_type",
+  429: "rate_limited",
   502: "upstream",
   504: "timeout",
 };

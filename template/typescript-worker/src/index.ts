@@ -1,4 +1,5 @@
-import { requireApiKey } from "./auth";
+import { requireCaller } from "./auth";
+import { ANONYMOUS, type Caller, cappedMaxTokens, checkModel, checkRate, identityMetadata } from "./callers";
 import { type ChatOutcome, type ChatRequest, chatAnswer, readChatRequest, resultHeaders } from "./chat-request";
 import { BadRequestError, errorResponse, HttpError, json, notAllowed, timedOut } from "./errors";
 import { Upstream } from "./gateway";
@@ -45,24 +46,32 @@ async function route(request: Request, env: Env, log: RequestLog): Promise<Respo
   if (open) log.set({ route: pathname });
   if (provider) log.set({ route: match?.[1] === undefined ? "/chat" : "/chat/{provider}", provider: name });
   if (open && request.method === "GET") return open();
+  let caller = ANONYMOUS;
   if (CALLER_AUTH === "api-key") {
-    await requireApiKey(request, env);
-    log.set({ caller: "default" });
+    caller = await requireCaller(request, env);
+    log.set({ caller: caller.name });
   }
   if (open) throw notAllowed(request, "GET");
   if (!provider) throw new HttpError(404, `no route for ${request.method} ${pathname}`);
   if (request.method !== "POST") throw notAllowed(request, "POST");
-  return chat(request, env, provider, log);
+  return chat(request, env, provider, caller, log);
 }
 
-async function chat(request: Request, env: Env, provider: Provider, log: RequestLog): Promise<Response> {
+async function chat(
+  request: Request,
+  env: Env,
+  provider: Provider,
+  caller: Caller,
+  log: RequestLog,
+): Promise<Response> {
   const { maxBodyBytes, maxUpstreamBytes, timeoutSeconds } = limits(env);
   return withDeadline(timeoutSeconds, async (deadline) => {
-    const input = await readChatRequest(request, maxBodyBytes, deadline);
-    const model = input.model ?? provider.defaultModel;
+    const asked = await readChatRequest(request, maxBodyBytes, deadline);
+    const model = asked.model ?? provider.defaultModel;
     if (!allowedModels(env, provider.defaultModel).includes(model)) {
       throw new BadRequestError(`model ${JSON.stringify(model)} is not allowed (ALLOWED_MODELS)`);
     }
+    const input = await withinLimits(env, caller, model, asked);
     log.set({ model, stream: input.stream });
     const upstream = new Upstream(deadline, maxUpstreamBytes);
     let outcome: ChatOutcome;
@@ -76,6 +85,19 @@ async function chat(request: Request, env: Env, provider: Provider, log: Request
     }
     return answer(input, model, outcome, upstream, log);
   });
+}
+
+/**
+ * The request as it goes upstream, once the caller's limits (callers.toml) allow it: its model,
+ * its max_tokens cap, the metadata the service sets, then its rate, last, so that a request
+ * refused for another reason does not use up the caller's rate.
+ */
+async function withinLimits(env: Env, caller: Caller, model: string, input: ChatRequest): Promise<ChatRequest> {
+  checkModel(caller, model);
+  const maxTokens = cappedMaxTokens(caller, input.maxTokens);
+  const metadata = identityMetadata(caller, input.gateway.metadata);
+  await checkRate(env, caller);
+  return { ...input, maxTokens, gateway: { ...input.gateway, metadata } };
 }
 
 /** The one way a provider's outcome becomes the answer: JSON, or the service's own events. */

@@ -1,8 +1,9 @@
 import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { SERVICE } from "../src/callers";
 import worker from "../src/index";
 import { PROVIDERS } from "../src/providers";
-import { AUTH_MODE, GATEWAY_AUTHENTICATION } from "../src/settings";
+import { AUTH_MODE, CALLER_AUTH, GATEWAY_AUTHENTICATION } from "../src/settings";
 import { chatRequest, completion, gatewaySideHeaders, outbound, stubFetch } from "./helpers";
 
 const DEFAULT_OPENAI_MODEL = PROVIDERS.get("openai")?.defaultModel;
@@ -15,6 +16,12 @@ const AUTH_HEADERS: Record<string, string> = {
   ...(GATEWAY_AUTHENTICATION ? { "cf-aig-authorization": "Bearer test-gateway-token" } : {}),
   ...(AUTH_MODE === "request-headers" ? { authorization: "Bearer test-openai-key" } : {}),
 };
+
+/** Who is calling, set by the service on every request (src/callers.ts), then the caller's own. */
+function identity(own: Record<string, unknown> = {}): Record<string, string> {
+  const caller = CALLER_AUTH === "api-key" ? "default" : "anonymous";
+  return { "cf-aig-metadata": JSON.stringify({ caller, service: SERVICE, ...own }) };
+}
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -50,7 +57,7 @@ describe("POST /chat", () => {
     const sent = await outbound(spy);
     expect(sent.method).toBe("POST");
     expect(sent.url).toBe(`${GATEWAY}/chat/completions`);
-    expect(gatewaySideHeaders(sent.headers)).toEqual(AUTH_HEADERS);
+    expect(gatewaySideHeaders(sent.headers)).toEqual({ ...AUTH_HEADERS, ...identity() });
     expect(sent.headers.get("content-type")).toBe("application/json");
     expect(sent.body).toEqual({ model: DEFAULT_OPENAI_MODEL, messages: [{ role: "user", content: "Hello" }] });
   });
@@ -83,7 +90,7 @@ describe("POST /chat", () => {
     expect(await res.json()).toMatchObject({ reply: "4", event_id: "trace-42", log_id: null, cache_status: null });
     const sent = await outbound(spy);
     expect(sent.body).toEqual({ model: "gpt-4.1-nano", messages });
-    expect(gatewaySideHeaders(sent.headers)).toEqual({ ...AUTH_HEADERS, "cf-aig-event-id": "trace-42" });
+    expect(gatewaySideHeaders(sent.headers)).toEqual({ ...AUTH_HEADERS, ...identity(), "cf-aig-event-id": "trace-42" });
   });
 
   it("sends the per-request gateway controls as cf-aig-* headers", async () => {
@@ -95,7 +102,7 @@ describe("POST /chat", () => {
           cacheTtl: 3600,
           skipCache: false,
           cacheKey: "greeting-v1",
-          metadata: { user: "u-123", team: "search", beta: true, tier: 2 },
+          metadata: { user: "u-123", team: "search", beta: true },
           requestTimeoutMs: 5000,
           maxAttempts: 3,
           retryDelayMs: 500,
@@ -113,7 +120,7 @@ describe("POST /chat", () => {
       "cf-aig-cache-ttl": "3600",
       "cf-aig-skip-cache": "false",
       "cf-aig-cache-key": "greeting-v1",
-      "cf-aig-metadata": '{"user":"u-123","team":"search","beta":true,"tier":2}',
+      ...identity({ user: "u-123", team: "search", beta: true }),
       "cf-aig-request-timeout": "5000",
       "cf-aig-max-attempts": "3",
       "cf-aig-retry-delay": "500",
@@ -157,7 +164,7 @@ describe("POST /chat", () => {
       messages: [{ role: "user", content: "Hello" }],
       stream: true,
     });
-    expect(gatewaySideHeaders(sent.headers)).toEqual(AUTH_HEADERS);
+    expect(gatewaySideHeaders(sent.headers)).toEqual({ ...AUTH_HEADERS, ...identity() });
   });
 
   it("uses AI_GATEWAY_BASE_URL when it is set", async () => {
