@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -70,14 +72,19 @@ def api():
         yield fake
 
 
-@pytest.fixture
-def env(api) -> dict:
+@pytest.fixture(scope="module")
+def env_module(api) -> dict:
     """The environment of a user with a management token and the loopback API."""
     environ = {k: v for k, v in os.environ.items()
                if k not in {"CF_API_TOKEN", "CF_AIG_TOKEN", "OPENAI_API_KEY",
                             "CLOUDFLARE_ACCOUNT_ID"}}
     environ.update(CLOUDFLARE_API_BASE_URL=api.base_url, CLOUDFLARE_API_TOKEN=api.token)
     return environ
+
+
+@pytest.fixture
+def env(env_module) -> dict:
+    return dict(env_module)
 
 
 def _copy(template: Path, dst: Path, env: dict, **answers) -> None:
@@ -123,57 +130,131 @@ TARGETS = {
 }
 
 
-@pytest.mark.parametrize("language", sorted(TARGETS))
-def test_update_recopy_and_changed_answer_keep_owner_edits(tmp_path, template, api, env,
-                                                           language):
-    source, comment, extra = TARGETS[language]
-    project = tmp_path / "svc"
-    _copy(template, project, env, language=language, create_gateway=True, **extra)
-    # The copy-time hook really ran against the loopback API (so zero calls later means
-    # the task is off during update, not that it could not reach anything).
-    assert ("POST", f"/client/v4/accounts/{BASE_ANSWERS['account_id']}/ai-gateway/gateways") \
-        in api.calls()
-    assert _answers(project)["_commit"] == "0.1.0"
-    _owner_edits(project, source, comment)
-    calls_before = len(api.requests)
+@dataclass
+class Phase:
+    """A service after one step of its life: its folder (a copy, kept for the tests of this
+    step), its language, and the requests the step sent to the Cloudflare API."""
 
-    # 1. A new release: 0.1.0 -> 0.2.0.
-    result = copier(*UPDATE, cwd=project, env=env)
+    project: Path
+    language: str
+    api_calls: list
 
+
+def _next_phase(previous: Phase, dst: Path, api, env: dict, *args: str) -> Phase:
+    """Copy ``previous``'s folder to ``dst`` and run ``copier *args`` there; it must exit 0."""
+    shutil.copytree(previous.project, dst, symlinks=True)
+    before = len(api.requests)
+    result = copier(*args, cwd=dst, env=env)
     assert result.returncode == 0, result.stderr
-    _assert_owner_edits_kept(project, source, comment)
-    assert (project / "ai-gateway.toml").read_text(encoding="utf-8").rstrip("\n").endswith(
-        GATEWAY_TOML_LINE)
-    assert tomllib.loads((project / "ai-gateway.toml").read_text(encoding="utf-8"))[
-        "gateways"]["production"]["id"] == BASE_ANSWERS["gateway_id"]
-    assert (project / "README.md").read_text(encoding="utf-8").rstrip("\n").endswith(README_LINE)
+    return Phase(dst, previous.language, api.calls()[before:])
+
+
+@pytest.fixture(scope="module", params=sorted(TARGETS))
+def copied(request, tmp_path_factory, template, api, env_module) -> Phase:
+    """Rendered at 0.1.0 with create_gateway (the copy-time hook calls the API), then edited
+    and committed by its owner."""
+    language = request.param
+    source, comment, extra = TARGETS[language]
+    project = tmp_path_factory.mktemp(f"copied-{language}") / "svc"
+    before = len(api.requests)
+    _copy(template, project, env_module, language=language, create_gateway=True, **extra)
+    calls = api.calls()[before:]
+    _owner_edits(project, source, comment)
+    return Phase(project, language, calls)
+
+
+@pytest.fixture(scope="module")
+def updated(copied, tmp_path_factory, api, env_module) -> Phase:
+    """``copied`` after ``copier update`` to release 0.2.0."""
+    dst = tmp_path_factory.mktemp(f"updated-{copied.language}") / "svc"
+    return _next_phase(copied, dst, api, env_module, *UPDATE)
+
+
+@pytest.fixture(scope="module")
+def answers_changed(updated, tmp_path_factory, api, env_module) -> Phase:
+    """``updated``, committed, then updated again with new answers: request-headers, and a
+    staging environment next to production."""
+    commit_all(updated.project, "update to 0.2.0")
+    dst = tmp_path_factory.mktemp(f"answers-{updated.language}") / "svc"
+    return _next_phase(updated, dst, api, env_module, *UPDATE, "--data",
+                       "auth_mode=request-headers", "--data",
+                       'environments=["staging", "production"]')
+
+
+@pytest.fixture(scope="module")
+def recopied(answers_changed, tmp_path_factory, api, env_module) -> Phase:
+    """``answers_changed``, committed, then re-rendered from scratch (``copier recopy``)."""
+    commit_all(answers_changed.project, "auth mode request-headers")
+    dst = tmp_path_factory.mktemp(f"recopied-{answers_changed.language}") / "svc"
+    return _next_phase(answers_changed, dst, api, env_module, *RECOPY)
+
+
+def test_copy_runs_the_create_gateway_hook_and_records_the_release(copied):
+    # The hook really reached the loopback API (it creates the gateway, or finds the one the
+    # other language's copy created), so no calls later means the task is off during update
+    # and recopy, not that it could not reach anything.
+    gateways = f"/client/v4/accounts/{BASE_ANSWERS['account_id']}/ai-gateway/gateways"
+    assert copied.api_calls and all(path.startswith(gateways) for _, path in copied.api_calls)
+    assert _answers(copied.project)["_commit"] == "0.1.0"
+
+
+def test_update_brings_the_new_release(updated):
+    project = updated.project
+    toml = (project / "ai-gateway.toml").read_text(encoding="utf-8")
+    assert toml.rstrip("\n").endswith(GATEWAY_TOML_LINE)
+    assert tomllib.loads(toml)["gateways"]["production"]["id"] == BASE_ANSWERS["gateway_id"]
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    assert readme.rstrip("\n").endswith(README_LINE)
     assert (project / NEW_TEMPLATE_FILE).read_text(encoding="utf-8") == NEW_TEMPLATE_TEXT
     assert files_with_conflicts(project) == []
-    answers = _answers(project)
-    assert answers["_commit"] == "0.2.0"
-    assert answers["create_gateway"] is True
-    assert answers["description"] == extra.get("description", answers["description"])
-    if language == "python-app":
-        pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
-        assert pyproject["project"]["description"] == HOSTILE_DESCRIPTION
-    assert len(api.requests) == calls_before, api.calls()[calls_before:]
-    commit_all(project, "update to 0.2.0")
-
-    # 2. Change answers on update: auth mode unified-billing -> request-headers, and a
-    # staging environment next to production (its gateway is NOT created: update never
-    # calls the API; README says to run sync).
-    result = copier(*UPDATE, "--data", "auth_mode=request-headers",
-                    "--data", 'environments=["staging", "production"]', cwd=project, env=env)
-
-    assert result.returncode == 0, result.stderr
-    assert _answers(project)["auth_mode"] == "request-headers"
-    assert _answers(project)["environments"] == ["staging", "production"]
     assert _answers(project)["_commit"] == "0.2.0"
-    gateways = tomllib.loads((project / "ai-gateway.toml").read_text(encoding="utf-8"))
-    assert {env_name: table["id"] for env_name, table in gateways["gateways"].items()} == {
+
+
+def test_update_keeps_the_owners_edits(updated):
+    source, comment, _ = TARGETS[updated.language]
+    _assert_owner_edits_kept(updated.project, source, comment)
+
+
+def test_update_keeps_the_answers_and_the_free_text_verbatim(updated):
+    answers = _answers(updated.project)
+    assert answers["create_gateway"] is True
+    _, _, extra = TARGETS[updated.language]
+    assert answers["description"] == extra.get("description", answers["description"])
+    if updated.language == "python-app":
+        pyproject = (updated.project / "pyproject.toml").read_text(encoding="utf-8")
+        assert tomllib.loads(pyproject)["project"]["description"] == HOSTILE_DESCRIPTION
+
+
+def test_update_calls_no_api(updated):
+    assert updated.api_calls == []
+
+
+def test_update_with_changed_answers_calls_no_api(answers_changed):
+    assert answers_changed.api_calls == []
+
+
+def test_recopy_calls_no_api(recopied):
+    assert recopied.api_calls == []
+
+
+def test_changed_answers_are_recorded_and_name_the_new_gateway(answers_changed):
+    answers = _answers(answers_changed.project)
+    assert (answers["auth_mode"], answers["environments"], answers["_commit"]) == (
+        "request-headers", ["staging", "production"], "0.2.0")
+    toml = (answers_changed.project / "ai-gateway.toml").read_text(encoding="utf-8")
+    gateways = tomllib.loads(toml)["gateways"]
+    assert {name: table["id"] for name, table in gateways.items()} == {
         "staging": "demo-gw-staging", "production": "demo-gw"}
+
+
+def test_changed_answers_create_no_gateway(answers_changed, api):
+    # README says to run sync for the new environment's gateway: update never calls the API.
     assert sorted(api.gateways[BASE_ANSWERS["account_id"]]) == ["demo-gw"]
-    if language == "python-app":
+
+
+def test_changed_auth_mode_rewrites_the_settings_and_secrets(answers_changed):
+    project = answers_changed.project
+    if answers_changed.language == "python-app":
         settings = (project / "src/demo_svc/settings.py").read_text(encoding="utf-8")
         assert 'AUTH_MODE = "request-headers"' in settings
         assert "\nOPENAI_API_KEY=\n" in (project / ".env.example").read_text(encoding="utf-8")
@@ -181,36 +262,36 @@ def test_update_recopy_and_changed_answer_keep_owner_edits(tmp_path, template, a
         config = (project / "src/settings.ts").read_text(encoding="utf-8")
         assert 'export const AUTH_MODE: AuthMode = "request-headers";' in config
         wrangler = tomllib.loads((project / "wrangler.toml").read_text(encoding="utf-8"))
-        assert wrangler["secrets"]["required"] == ["CF_AIG_TOKEN", "OPENAI_API_KEY",
-                                                   "SERVICE_API_KEY"]
+        secrets = ["CF_AIG_TOKEN", "OPENAI_API_KEY", "SERVICE_API_KEY"]
+        assert wrangler["secrets"]["required"] == secrets
         assert wrangler["env"]["staging"]["vars"]["AI_GATEWAY_ID"] == "demo-gw-staging"
-        assert wrangler["env"]["staging"]["secrets"]["required"] == [
-            "CF_AIG_TOKEN", "OPENAI_API_KEY", "SERVICE_API_KEY"]
-        assert "\nOPENAI_API_KEY=\n" in (project / ".dev.vars.example").read_text(
-            encoding="utf-8")
+        assert wrangler["env"]["staging"]["secrets"]["required"] == secrets
+        dev_vars = (project / ".dev.vars.example").read_text(encoding="utf-8")
+        assert "\nOPENAI_API_KEY=\n" in dev_vars
     assert "**`request-headers`**" in (project / "README.md").read_text(encoding="utf-8")
-    _assert_owner_edits_kept(project, source, comment)
-    assert files_with_conflicts(project) == []
-    assert len(api.requests) == calls_before, api.calls()[calls_before:]
-    commit_all(project, "auth mode request-headers")
 
-    # 3. Recopy: re-render from scratch with the recorded answers. Template files are
-    # rendered afresh (the owner's edits to them are dropped: that is what recopy is for),
-    # files the template does not know are kept, the answers stay. Copier runs recopy as a
-    # copy, so copy tasks would run again: README documents --skip-tasks for it.
-    result = copier(*RECOPY, cwd=project, env=env)
 
-    assert result.returncode == 0, result.stderr
-    answers = _answers(project)
-    assert answers["_commit"] == "0.2.0"
-    assert answers["auth_mode"] == "request-headers"
-    assert answers["environments"] == ["staging", "production"]
+def test_changed_answers_keep_the_owners_edits(answers_changed):
+    source, comment, _ = TARGETS[answers_changed.language]
+    _assert_owner_edits_kept(answers_changed.project, source, comment)
+    assert files_with_conflicts(answers_changed.project) == []
+
+
+def test_recopy_renders_template_files_afresh_and_keeps_the_owners_own(recopied):
+    # That is what recopy is for; Copier runs it as a copy, so README documents --skip-tasks.
+    source, _, _ = TARGETS[recopied.language]
+    project = recopied.project
     assert OWNER_README_LINE not in (project / "README.md").read_text(encoding="utf-8")
     assert "Owner's edit" not in (project / source).read_text(encoding="utf-8")
     assert (project / OWNER_NEW_FILE).read_text(encoding="utf-8") == OWNER_NEW_TEXT
     assert (project / NEW_TEMPLATE_FILE).read_text(encoding="utf-8") == NEW_TEMPLATE_TEXT
     assert files_with_conflicts(project) == []
-    assert len(api.requests) == calls_before, api.calls()[calls_before:]
+
+
+def test_recopy_keeps_the_answers(recopied):
+    answers = _answers(recopied.project)
+    assert (answers["_commit"], answers["auth_mode"], answers["environments"]) == (
+        "0.2.0", "request-headers", ["staging", "production"])
 
 
 def test_conflict_is_left_inline_and_update_still_exits_0(tmp_path, template, api, env):
