@@ -92,9 +92,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """pytest.ini's ``--dist load``: scheduled by units (``--dist loadfile`` and the others
-    keep xdist's own schedulers)."""
-    if config.getoption("dist") != "load":
+    """pytest.ini's ``--dist load``, and ``loadgroup`` (whose grouping pytest 9.2 broke,
+    pytest-dev/pytest-xdist#1386): scheduled by units. ``loadfile`` and the others keep
+    xdist's own schedulers."""
+    if config.getoption("dist") not in ("load", "loadgroup"):
         return None
     return UnitScheduling(config, last_durations(config))
 
