@@ -237,30 +237,39 @@ function jsoncBinding(indent, environment, perMinute) {
 
 /**
  * The wrangler config with the missing bindings added. TOML: new [[ratelimits]] tables at the
- * end. JSONC: into each environment's "ratelimits" array, which must be there, in file order.
+ * end. JSONC: into each environment's "ratelimits" array or, where there is none yet, a new
+ * one before its "vars" (environments in file order, the top level first).
  */
 function withBindings(wrangler, missing) {
   if (wrangler.path.endsWith(".toml")) {
     const added = missing.map(([environment, perMinute]) => tomlBinding(environment, perMinute)).join("");
     return wrangler.text.replace(/\n*$/, "\n") + added;
   }
+  const count = wrangler.environments.length;
   const arrays = [...wrangler.text.matchAll(/^([ \t]*)"ratelimits":\s*\[/gm)];
-  if (arrays.length !== wrangler.environments.length) {
+  const vars = [...wrangler.text.matchAll(/^([ \t]*)"vars":\s*\{/gm)];
+  const anchors = arrays.length ? arrays : vars;
+  if (anchors.length !== count) {
     throw new Refused(
-      `${wrangler.path}: add "ratelimits": [] to each environment (found ${arrays.length} ` +
-        `for ${wrangler.environments.length}), then run this again`,
+      `${wrangler.path}: cannot tell where each environment's "ratelimits" goes; add\n` +
+        `"ratelimits": [] to each of its ${count} environments, then run this again`,
     );
   }
   let text = wrangler.text;
-  // From the last array to the first, so earlier offsets stay right.
-  for (let index = arrays.length - 1; index >= 0; index--) {
+  // From the last environment to the first, so earlier offsets stay right.
+  for (let index = count - 1; index >= 0; index--) {
     const environment = wrangler.environments[index];
     const adds = missing.filter(([env]) => env === environment).map(([, perMinute]) => perMinute);
     if (!adds.length) continue;
-    const [match, indent] = arrays[index];
-    const at = arrays[index].index + match.length;
-    const empty = /^\s*\]/.test(text.slice(at));
+    const [match, indent] = anchors[index];
     const items = adds.map((perMinute) => jsoncBinding(`${indent}  `, environment, perMinute)).join(",\n");
+    if (anchors === vars) {
+      const at = anchors[index].index;
+      text = `${text.slice(0, at)}${indent}"ratelimits": [\n${items}\n${indent}],\n${text.slice(at)}`;
+      continue;
+    }
+    const at = anchors[index].index + match.length;
+    const empty = /^\s*\]/.test(text.slice(at));
     text = `${text.slice(0, at)}\n${items}${empty ? `\n${indent}` : ","}${text.slice(at).replace(/^\s*\]/, "]")}`;
   }
   return text;
