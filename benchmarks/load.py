@@ -6,6 +6,8 @@
     .venv/bin/python benchmarks/load.py --only python --levels 16 --json out.json
     .venv/bin/python benchmarks/load.py --only python --targets python,python-callers
                                                    # what callers.toml adds (20 callers)
+    .venv/bin/python benchmarks/load.py --only worker \
+        --worker-targets worker,worker-callers-no-rate,worker-callers   # the same, Worker
 
 Python (one uvicorn worker each, asyncio + h11 as the rendered project installs uvicorn, no
 access log): the rendered python-app service (default answers, caller_auth api-key), a
@@ -38,6 +40,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -71,6 +74,9 @@ PYTHON_TARGETS = ("python", "relay", "litellm")
 # lookup and the limiter (in memory) add to a request.
 CALLERS = 20
 WORKER_TARGETS = ("worker", "plain-fetch-worker")
+# --worker-targets worker,worker-callers: the rendered Worker with the same CALLERS callers
+# compiled in (one Workers Rate Limiting binding, simulated by wrangler dev), called with the
+# last caller's key.
 SECTIONS = ("flat", "python", "worker")
 
 # Requests per measurement: (quick, full). Full: 2,000 at c=64 as the issue asks.
@@ -464,8 +470,23 @@ def litellm_version() -> str:
     return found[0].name.removeprefix("litellm-").removesuffix(".dist-info") if found else "?"
 
 
-def worker_targets(gateway: Gateway, work: Path, worktree: bool) -> list[Target]:
-    """The rendered Worker and the plain-fetch Worker, as benchmarks/run.py builds them."""
+def worker_callers_project(sdk: Path, dst: Path, env: dict, rates: bool = True) -> tuple[Path, str]:
+    """The rendered Worker with callers_file's callers and the binding their rate needs
+    (``rates=False``: the same callers without a rate, the lookup alone)."""
+    shutil.copytree(sdk, dst, symlinks=True, ignore=shutil.ignore_patterns("node_modules", "dist*", ".wrangler"))
+    (dst / "node_modules").symlink_to(sdk / "node_modules", target_is_directory=True)
+    path, key = callers_file(dst, CALLERS)  # dst / "callers.toml"
+    table = path.read_text() if rates else re.sub(r"(?m)^requests_per_minute = .*\n", "", path.read_text())
+    path.write_text((sdk / "callers.toml").read_text() + "\n" + table)
+    # Adds [[ratelimits]] CALLERS_RPM_10000000 (its types too: wrangler types, no install needed)
+    bench.run(["node", "scripts/callers.mjs", "bindings"], cwd=dst, env=env, timeout=300)
+    return dst, key
+
+
+def worker_targets(gateway: Gateway, work: Path, worktree: bool,
+                   names: tuple = WORKER_TARGETS) -> list[Target]:
+    """The rendered Worker and the plain-fetch Worker, as benchmarks/run.py builds them (and,
+    asked for, the rendered Worker with a callers.toml)."""
     npm_cache = ROOT / ".cache" / "npm"
     npm_cache.mkdir(parents=True, exist_ok=True)
     env = bench.node_env(npm_cache)
@@ -474,18 +495,32 @@ def worker_targets(gateway: Gateway, work: Path, worktree: bool) -> list[Target]
     log(f"worker: npm install --ignore-scripts (--prefer-offline) of {', '.join(installed)}")
     bench.run(["npm", "install", "--prefer-offline", "--ignore-scripts", "--no-audit", "--no-fund",
                "--loglevel=error"], cwd=sdk, env=env, timeout=900)
-    plain = bench.make_plain_fetch_worker(sdk, work / "worker-plain-fetch")
+    projects = {"worker": sdk}
+    if "plain-fetch-worker" in names:
+        projects["plain-fetch-worker"] = bench.make_plain_fetch_worker(sdk, work / "worker-plain-fetch")
+    key = SERVICE_KEY
+    if "worker-callers" in names:
+        projects["worker-callers"], key = worker_callers_project(sdk, work / "worker-callers", env)
+    if "worker-callers-no-rate" in names:
+        projects["worker-callers-no-rate"], key = worker_callers_project(
+            sdk, work / "worker-callers-no-rate", env, rates=False)
     targets = []
-    for name, project in (("worker", sdk), ("plain-fetch-worker", plain)):
+    for name, project in projects.items():
+        if name not in names:
+            continue
         (project / ".dev.vars").write_text(f"CF_AIG_TOKEN={GATEWAY_TOKEN}\nSERVICE_API_KEY={SERVICE_KEY}\n")
         port = free_port()
         cmd = [project / "node_modules" / ".bin" / "wrangler", "dev", "--local", "--ip", "127.0.0.1",
                "--port", str(port), "--inspector-port", str(free_port()),
                "--var", f"AI_GATEWAY_BASE_URL:{gateway.url}"]
-        label = "rendered Worker (openai SDK)" if name == "worker" else "plain-fetch Worker"
-        targets.append(Target(name, label, f"http://127.0.0.1:{port}/chat", chat_bodies(False),
-                              {"json": b'"reply"', "sse": b"event: done"}, cmd, project, env,
-                              work / f"{name}.log"))
+        label = {"worker": "rendered Worker (openai SDK)", "plain-fetch-worker": "plain-fetch Worker",
+                 "worker-callers": f"rendered Worker, {CALLERS} callers + rate limits",
+                 "worker-callers-no-rate": f"rendered Worker, {CALLERS} callers, no rate limit"}[name]
+        target = Target(name, label, f"http://127.0.0.1:{port}/chat", chat_bodies(False),
+                        {"json": b'"reply"', "sse": b"event: done"}, cmd, project, env, work / f"{name}.log")
+        if name.startswith("worker-callers"):
+            target.headers = {**target.headers, "authorization": f"Bearer {key}"}
+        targets.append(target)
     return targets
 
 
@@ -680,7 +715,8 @@ def report(results: dict) -> str:
     worker = results.get("worker")
     if worker:
         out.append("")
-        out.append(level_table(worker["levels"], worker["labels"], "plain-fetch-worker"))
+        base = "plain-fetch-worker" if "plain-fetch-worker" in worker["levels"] else "worker"
+        out.append(level_table(worker["levels"], worker["labels"], base))
     g = results.get("goals")
     if g:
         out.append("\n| goal | value | met |\n| --- | --- | --- |")
@@ -750,6 +786,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="every measurement, few requests")
     parser.add_argument("--only", help=f"comma-separated sections ({','.join(SECTIONS)}); default all")
     parser.add_argument("--targets", help=f"comma-separated Python targets ({','.join(PYTHON_TARGETS)})")
+    parser.add_argument("--worker-targets", help="comma-separated Worker targets "
+                        f"({','.join(WORKER_TARGETS)},worker-callers,worker-callers-no-rate; default the first two)")
     parser.add_argument("--levels", help="comma-separated concurrencies (default 1,16,64; Worker 1,16)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every request count")
     parser.add_argument("--max-seconds", type=float, help="cap per measurement (default 20 quick, 120 full)")
@@ -772,6 +810,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown sections: {', '.join(sorted(set(sections) - set(SECTIONS)))}")
     mode = 0 if args.quick else 1
     targets = tuple(t.strip() for t in args.targets.split(",")) if args.targets else PYTHON_TARGETS
+    worker_names = (tuple(t.strip() for t in args.worker_targets.split(",")) if args.worker_targets
+                    else WORKER_TARGETS)
     requests = {c: max(1, round(v[mode] * args.scale)) for c, v in REQUESTS.items()}
     max_seconds = args.max_seconds or MAX_SECONDS[mode]
     flat_total = max(2, round(FLAT["total"][mode] * args.scale))
@@ -860,7 +900,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["python"]["profile"] = profile_summary(profile)
 
         if "worker" in sections:
-            w_targets = worker_targets(gateway, work, args.worktree)
+            w_targets = worker_targets(gateway, work, args.worktree, worker_names)
             for target in w_targets:
                 log(f"starting {target.label} (wrangler dev --local)")
                 target.start()
@@ -874,7 +914,9 @@ def main(argv: list[str] | None = None) -> int:
                                 for p in ("wrangler", "openai")}},
                 "startup_seconds": {t.name: round(t.started_seconds, 2) for t in w_targets},
                 "levels": levels_out,
-                "ratios": {"worker_vs_plain_fetch": ratios_vs(levels_out, "worker", "plain-fetch-worker")},
+                "ratios": {"worker_vs_plain_fetch": ratios_vs(levels_out, "worker", "plain-fetch-worker"),
+                           "callers_vs_worker": ratios_vs(levels_out, "worker-callers", "worker"),
+                           "callers_no_rate_vs_worker": ratios_vs(levels_out, "worker-callers-no-rate", "worker")},
             }
         results["goals"] = goals(results)
         log("done")

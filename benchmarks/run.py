@@ -565,7 +565,9 @@ def wrangler_dev_first_chat(project: Path, env: dict, gateway_url: str, timeout:
     return {"ready": ready[0] if ready else answered, "first_chat": answered}
 
 
-WORKER_TOOLS = ("wrangler",)  # the devDependencies the bundle, start-up and dev measurements run
+# The devDependencies the bundle, start-up and dev measurements run: wrangler, and smol-toml for
+# its build command (scripts/callers.mjs compiles callers.toml).
+WORKER_TOOLS = ("wrangler", "smol-toml")
 
 
 def worker_runtime_only(project: Path) -> list[str]:
