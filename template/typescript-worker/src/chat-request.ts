@@ -1,7 +1,14 @@
 // The body of a chat request, read and checked, and the answer a chat route gives.
-import { MAX_OWN_METADATA, METADATA_TOO_MANY } from "./callers";
+import { METADATA_TOO_MANY } from "./callers";
 import { BadRequestError, HttpError } from "./errors";
-import { type GatewayOptions, type GatewayResult, isHeaderText, parseGatewayOptions, type Upstream } from "./gateway";
+import {
+  type GatewayOptions,
+  type GatewayResult,
+  isHeaderText,
+  MAX_METADATA_ENTRIES,
+  parseGatewayOptions,
+  type Upstream,
+} from "./gateway";
 import { usageOf } from "./request-log";
 import type { Settings } from "./settings";
 import { type Piece, readBounded } from "./streaming";
@@ -116,12 +123,13 @@ export async function readChatRequest(request: Request, maxBytes: number, deadli
 
 /** The body's gateway options; a caller's own trace id (request header) wins over the body's. */
 function options(request: Request, gateway: unknown): GatewayOptions {
+  // More than the gateway keeps: the same answer as 4 or 5 keys get once the service adds its own.
   const metadata = (gateway as { metadata?: unknown } | null)?.metadata;
   if (
     typeof metadata === "object" &&
     metadata !== null &&
     !Array.isArray(metadata) &&
-    Object.keys(metadata).length > MAX_OWN_METADATA
+    Object.keys(metadata).length > MAX_METADATA_ENTRIES
   ) {
     throw new BadRequestError(METADATA_TOO_MANY);
   }
