@@ -21,6 +21,8 @@ It follows the Cloudflare v4 API's AI Gateway operations as the spec extract in
   shapes: ``{data: {routes}}`` lists, a version answer without ``version_id``);
 - stored keys (``provider_configs``): create and list only, as in the extract; the secret is
   kept aside, the answers carry ``secret_preview``;
+- log feedback: PATCH ``.../gateways/{id}/logs/{log_id}`` (``feedback``, ``score``,
+  ``metadata``) is kept in ``log_feedback[(gateway id, log id)]``, answered ``{result: {}}``;
 - a missing gateway: 404, code 7002; an unknown token: 401, code 10000; a read-only token
   on a write: 403, code 10000 with ``documentation_url``;
 - PUT REPLACES the whole configuration: a setting the body leaves out goes back to its
@@ -164,6 +166,7 @@ class FakeCloudflareAPI:
         self.gateways: dict = {}   # account_id -> {gateway_id: gateway}
         self.requests: list = []
         self.faults: list = []
+        self.log_feedback: dict = {}  # (gateway id, log id) -> the feedback PATCHed
         self.stored_secrets: dict = {}  # (gateway id, alias) -> the secret a key was stored with
         self._serial = 0
         self._lock = threading.Lock()
@@ -377,7 +380,15 @@ class FakeCloudflareAPI:
     def public(gw: dict) -> dict:
         return {k: v for k, v in gw.items() if k not in ("routes", "provider_configs")}
 
+    def _log_part(self, gw, log_id, body):
+        """PATCH a log's feedback: merged into what earlier PATCHes set."""
+        key = (gw["id"], log_id)
+        self.log_feedback[key] = {**self.log_feedback.get(key, {}), **(body or {})}
+        return 200, envelope({})
+
     def _gateway_part(self, method, gw, ids, body, query):
+        if ids[0] == "logs" and method == "PATCH" and len(ids) == 2:
+            return self._log_part(gw, ids[1], body)
         if ids[0] == "provider_configs":
             keys = gw.setdefault("provider_configs", [])
             if method == "POST":

@@ -41,7 +41,8 @@ SERVICE_KEY = "svc-key-canary-4b1d"
 GATEWAY_TOKEN = "tok-gw-canary-93e7"
 PROVIDER_KEY = "sk-openai-canary-2c58"  # OPENAI_API_KEY, set though unified-billing never sends it
 PROMPT = "canary prompt 7a61"
-CANARIES = (SERVICE_KEY, GATEWAY_TOKEN, PROVIDER_KEY, PROMPT, "Hello there")  # the last: a reply
+FEEDBACK_TOKEN = "tok-feedback-canary-0d4e"  # CLOUDFLARE_API_TOKEN, POST /feedback's
+CANARIES = (SERVICE_KEY, GATEWAY_TOKEN, PROVIDER_KEY, FEEDBACK_TOKEN, PROMPT, "Hello there")  # last: a reply
 DEADLINE_S = 3
 LONG_DEADLINE_S = 30  # the hang-up and endless-answer checks: they must end long before it
 MAX_UPSTREAM_BYTES = 4194304
@@ -346,7 +347,10 @@ class Uvicorn:
 
 def python_env(project: Path, gateway: FakeGateway, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in settings(gateway) and not k.startswith("CF_")}
-    return {**env, **settings(gateway), "PYTHONPATH": str(project / "src"), **extra}
+    # POST /feedback (Python only so far): its token, and the fake gateway as the Cloudflare API
+    # (it answers the log PATCH as the API does).
+    feedback = {"CLOUDFLARE_API_TOKEN": FEEDBACK_TOKEN, "CLOUDFLARE_API_BASE_URL": gateway.api_url}
+    return {**env, **settings(gateway), **feedback, "PYTHONPATH": str(project / "src"), **extra}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,13 @@ A request can also pick its own misbehaviour by its last message (``by_prompt``)
 "redirect", "drip", "fail" (a 500 whose message echoes the gateway token, which a service
 must never pass on), "endless" or "trickle" (a stream of one delta every 0.1 s): one server
 then answers a whole table of cases sent through a service running in another process.
+OpenAI-compatible answers follow the request (``/v1``'s pass-through): with ``tools``, the model
+calls the first tool with ``{"q": <the last message>}`` (streamed as tool-call deltas);
+after a ``tool`` message it answers "The tool answered: <its content>"; a ``response_format``
+of JSON gets ``{"answer": <the reply>}``; ``.../embeddings`` gets one vector per input.
+``echo`` answers the last message instead of ``reply``, or X for "Reply with exactly: X"
+(deterministic answers for the evals).
+A PATCH plays the Cloudflare API's log feedback (``api_url``), recorded like the rest.
 ``numbered_log_ids`` gives the answer to the n-th request the log id ``LOGn``, and
 ``stream_usage`` ends OpenAI streams with the usage chunk. Endless answers stop after 64 MiB,
 held and trickling ones after 60 s: a test that goes wrong still ends.
@@ -30,6 +37,8 @@ It speaks HTTP/1.1 with keep-alive: ``connections`` counts the connections it ac
 from __future__ import annotations
 
 import json
+import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -73,6 +82,7 @@ class FakeGateway:
     by_prompt: bool = False
     numbered_log_ids: bool = False
     stream_usage: bool = False
+    echo: bool = False
     usage: dict = field(default_factory=lambda: dict(USAGE))
     open_answers: int = 0
     hang_ups: int = 0
@@ -91,6 +101,7 @@ class FakeGateway:
         """Back to a well-behaved gateway with no requests recorded (one server, many tests)."""
         self.reply = "Hello from the gateway"
         self.status = 200
+        self.echo = False
         self.redirect_to = None
         self.drip_seconds = None
         self.html_page = None
@@ -189,11 +200,80 @@ def gemini_content(reply: str, path: str = "") -> dict:
     }
 
 
+def echoed(body: dict) -> str:
+    """``echo``'s reply: X for "Reply with exactly: X", else the last message's text."""
+    messages = body.get("messages") or [{}]
+    text = messages[-1].get("content")
+    text = text if isinstance(text, str) else json.dumps(text)
+    asked = re.search(r"reply with exactly: (.+)$", text, re.IGNORECASE | re.MULTILINE)
+    return asked.group(1).strip() if asked else text
+
+
+def tool_call(body: dict) -> dict | None:
+    """The call the fake model makes: the first tool, unless a tool already answered."""
+    messages = body.get("messages") or [{}]
+    if not body.get("tools") or messages[-1].get("role") == "tool":
+        return None
+    name = body["tools"][0]["function"]["name"]
+    arguments = json.dumps({"q": messages[-1].get("content")})
+    return {"id": "call_1", "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def openai_reply(body: dict, reply: str) -> str:
+    messages = body.get("messages") or [{}]
+    if messages[-1].get("role") == "tool":
+        reply = f"The tool answered: {messages[-1].get('content')}"
+    if (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
+        reply = json.dumps({"answer": reply})
+    return reply
+
+
+def embeddings_answer(body: dict) -> dict:
+    inputs = body["input"] if isinstance(body.get("input"), list) else [body.get("input")]
+    data = [
+        {"object": "embedding", "index": i, "embedding": [float(len(str(text))), 0.5, -0.5]}
+        for i, text in enumerate(inputs)
+    ]
+    usage = {"prompt_tokens": 3, "total_tokens": 3}
+    return {"object": "list", "data": data, "model": body.get("model", ""), "usage": usage}
+
+
+def tool_call_answer(call: dict, model: str, stream: bool) -> tuple[str, bytes]:
+    head = {"id": "chatcmpl-test", "created": 1700000000, "model": model}
+    if not stream:
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+        answer = {**head, "object": "chat.completion", "choices": [choice], "usage": USAGE}
+        return "application/json", json.dumps(answer).encode()
+    arguments = call["function"]["arguments"]
+    first = {**call, "index": 0, "function": {"name": call["function"]["name"], "arguments": ""}}
+    deltas = [
+        {"role": "assistant", "content": None, "tool_calls": [first]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": arguments[:5]}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": arguments[5:]}}]},
+        {},
+    ]
+    chunks = [
+        {
+            **head,
+            "object": "chat.completion.chunk",
+            "choices": [
+                {"index": 0, "delta": delta, "finish_reason": None if delta else "tool_calls"}
+            ],
+        }
+        for delta in deltas
+    ]
+    events = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks]
+    return "text/event-stream", "".join([*events, "data: [DONE]\n\n"]).encode()
+
+
 def answer_for(
     path: str, body: dict, reply: str, usage: dict = USAGE, stream_usage: bool = False
 ) -> tuple[str, bytes]:
     """Content type and payload in the format of the provider the path names."""
     model = body.get("model", "")
+    if path.endswith("/embeddings"):
+        return "application/json", json.dumps(embeddings_answer(body)).encode()
     if path.endswith("/anthropic/v1/messages"):
         if body.get("stream"):
             return "text/event-stream", anthropic_stream(reply, model)
@@ -203,6 +283,10 @@ def answer_for(
         return "text/event-stream", f"data: {event}\n\n".encode()
     if ":generateContent" in path:
         return "application/json", json.dumps(gemini_content(reply, path)).encode()
+    call = tool_call(body)
+    if call is not None:
+        return tool_call_answer(call, model, bool(body.get("stream")))
+    reply = openai_reply(body, reply)
     if body.get("stream"):
         return "text/event-stream", stream_events(reply, model, usage if stream_usage else None)
     return "application/json", json.dumps(completion(reply, model, usage)).encode()
@@ -244,7 +328,7 @@ def stream_events(reply: str, model: str, usage: dict | None = None) -> bytes:
         "model": model,
     }
     words = reply.split(" ")
-    chunks = [
+    chunks: list[dict] = [
         {
             **head,
             "choices": [
@@ -303,13 +387,26 @@ class _Handler(BaseHTTPRequestHandler):
             error = {"error": {"message": "upstream failed", "type": "server_error"}}
             self._answer(gateway.status, "application/json", json.dumps(error).encode())
         else:
+            reply = echoed(body) if gateway.echo else gateway.reply
             content_type, payload = answer_for(
-                self.path, body, gateway.reply, gateway.usage, gateway.stream_usage
+                self.path, body, reply, gateway.usage, gateway.stream_usage
             )
             if self.gateway.stream_pause and content_type == "text/event-stream":
                 self._paced(payload, self.gateway.stream_pause)
             else:
                 self._answer(200, content_type, payload)
+
+    def do_PATCH(self) -> None:  # noqa: N802 - http.server's naming
+        """The Cloudflare API's log feedback (``{api_url}/accounts/.../logs/<id>``): recorded,
+        answered as the API does; ``status`` fails it as it fails the gateway."""
+        length = int(self.headers.get("content-length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        self.gateway.requests.append(Recorded("PATCH", self.path, headers, body))
+        ok = self.gateway.status == 200 and "/ai-gateway/gateways/" in self.path
+        errors = [] if ok else [{"code": 7002, "message": "Not Found"}]
+        answer = {"success": ok, "errors": errors, "messages": [], "result": {} if ok else None}
+        self._answer(200 if ok else 404, "application/json", json.dumps(answer).encode())
 
     def _answer(self, status: int, content_type: str, payload: bytes) -> None:
         self.send_response(status)
@@ -403,3 +500,23 @@ def _endless_parts(kind: str, stream: bool, model: str) -> tuple[bytes, bytes, f
 
 def _handler_for(gateway: FakeGateway) -> type[BaseHTTPRequestHandler]:
     return type("Handler", (_Handler,), {"gateway": gateway})
+
+
+def main(argv: list[str]) -> int:
+    """``python tests/fake_gateway.py [--echo] -- COMMAND...``: COMMAND run against this fake
+    (AI_GATEWAY_BASE_URL and CLOUDFLARE_API_BASE_URL set to it); its exit code (CI's evals)."""
+    import os
+    import subprocess
+
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
+    if not command:
+        print("usage: fake_gateway.py [--echo] -- COMMAND...", file=sys.stderr)
+        return 2
+    with FakeGateway(echo="--echo" in argv[: argv.index("--")]) as gateway:
+        env = {**os.environ, "AI_GATEWAY_BASE_URL": gateway.url}
+        env["CLOUDFLARE_API_BASE_URL"] = gateway.api_url
+        return subprocess.run(command, env=env, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

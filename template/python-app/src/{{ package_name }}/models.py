@@ -18,6 +18,7 @@ from pydantic import (
 
 from .callers import MAX_TOKENS_LIMIT, METADATA_TOO_MANY
 from .gateway import GatewayOptions, GatewayResponse
+from .openai_shapes import ResponseFormat, Temperature
 from .request_log import token_usage
 
 SEND_PROMPT = (
@@ -43,6 +44,8 @@ class ChatRequest(BaseModel):
     stream: StrictBool = False
     max_tokens: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
     gateway: GatewayOptions = Field(default_factory=GatewayOptions)
+    temperature: Temperature | None = None
+    response_format: ResponseFormat | None = None  # OpenAI's: text, json_object, json_schema
 
     @model_validator(mode="after")
     def _prompt_or_messages(self) -> ChatRequest:
@@ -153,6 +156,8 @@ def validation_message(errors: Sequence[Any]) -> str:
         return '"model" must be a non-empty string'
     if field == "max_tokens":
         return f'"max_tokens" must be an integer from 1 to {MAX_TOKENS_LIMIT}'
+    if field == "temperature":
+        return '"temperature" must be a number from 0 to 2'
     if field == "gateway" and len(loc) == 1:
         return '"gateway" must be an object'
     if field == "gateway":

@@ -93,11 +93,17 @@ async def complete(
     stream: bool = False,
     headers: Mapping[str, str] | None = None,
     max_tokens: int | None = None,
+    temperature: float | None = None,
+    response_format: dict[str, Any] | None = None,
 ) -> Reply:
     """One chat completion, streamed or not."""
     options: dict[str, Any] = {"stream": True} if stream else {}
     if max_tokens is not None:
         options["max_tokens"] = max_tokens
+    if temperature is not None:
+        options["temperature"] = temperature
+    if response_format is not None:
+        options["response_format"] = response_format
     if headers:
         options["extra_headers"] = dict(headers)
     started = time.perf_counter()
@@ -121,6 +127,21 @@ async def complete(
     return Reply.streamed(
         lambda reply: _pieces(chunks, reply), model=model, gateway=gateway, upstream_ms=upstream_ms
     )
+
+
+async def forward(
+    http: Any, link: Connection, path: str, body: dict[str, Any], headers: Mapping[str, str]
+) -> Any:
+    """POST ``body`` as it is to ``{base_url}/{path}`` through the SDK's own pool (its rules:
+    no redirects, MAX_UPSTREAM_BYTES, the keyless modes' Authorization dropped); the answer
+    unread, to stream or read. A 4xx or 5xx answer is closed unread and raised."""
+    sent = {**link.headers, "authorization": f"Bearer {link.api_key}", **headers}
+    request = http.build_request("POST", f"{link.base_url}/{path}", json=body, headers=sent)
+    response = await http.send(request, stream=True)
+    if response.status_code >= 400:
+        await response.aclose()
+        response.raise_for_status()  # an HTTPStatusError naming the status (upstream_error)
+    return response
 
 
 async def _pieces(chunks: Any, reply: Reply) -> AsyncIterator[str]:

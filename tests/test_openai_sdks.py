@@ -1,0 +1,316 @@
+"""OpenAI-compatible endpoints (issue 21 item 1), Python target: the OFFICIAL OpenAI Python SDK
+pointed at the rendered service's /v1 with a caller key as its api_key: a chat, a stream, a
+tool-call round trip, response_format with a JSON schema, embeddings, the models list, errors in
+OpenAI's shape. And POST /feedback (item 2): the loopback fake Cloudflare API receives exactly
+the documented PATCH, valid against the spec extract.
+
+Everything over real HTTP: `python -m demo_svc serve` (uvicorn) in front of the loopback fake
+gateway; the upstream bodies the fake received are asserted field by field.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from conftest import ACCOUNT_ID, render
+from fake_cloudflare_api import TOKEN, FakeCloudflareAPI, body_problems
+from testkit import FakeGateway, free_port
+
+SERVICE_KEY = "svc-key-canary-v1-77a0"
+GATEWAY_TOKEN = "tok-gw-canary-v1-19c3"
+MODELS = "gpt-4o-mini,text-embedding-3-small,@cf/baai/bge-small-en-v1.5"
+OPENAI = f"/v1/{ACCOUNT_ID}/demo-gw/openai"
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"q": {"type": "string"}},
+                       "required": ["q"]},
+    },
+}
+IDENTITY = json.dumps({"caller": "default", "service": "demo-svc"})
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return render(tmp_path_factory.mktemp("v1") / "svc", language="python-app",
+                  gateway_id="demo-gw", providers=["workers-ai"])
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    with FakeGateway() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def cloudflare_api():
+    with FakeCloudflareAPI() as api:
+        api.seed(id="demo-gw")
+        yield api
+
+
+@pytest.fixture(scope="module")
+def service(project, gateway, cloudflare_api, tmp_path_factory):
+    """The service on a free port; yields its base URL."""
+    port, log = free_port(), tmp_path_factory.mktemp("v1-log") / "service.log"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CF_", "CLOUDFLARE_", "AI_GATEWAY_", "OPENAI_", "SERVICE_"))}
+    env.update(PYTHONPATH=str(project / "src"), CLOUDFLARE_ACCOUNT_ID=ACCOUNT_ID,
+               AI_GATEWAY_BASE_URL=gateway.url, CF_AIG_TOKEN=GATEWAY_TOKEN,
+               SERVICE_API_KEY=SERVICE_KEY, ALLOWED_MODELS=MODELS,
+               CLOUDFLARE_API_BASE_URL=cloudflare_api.base_url, CLOUDFLARE_API_TOKEN=TOKEN)
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "demo_svc", "serve", "--port", str(port)],
+                                cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        give_up = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=5)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < give_up, log.read_text()[-3000:]
+                time.sleep(0.05)
+        try:
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def fresh(gateway: FakeGateway) -> None:
+    """No requests recorded, a well-behaved gateway (the next answer's log id is LOG1)."""
+    gateway.requests.clear()
+    gateway.status = 200
+
+
+@pytest.fixture
+def client(service, gateway):
+    fresh(gateway)
+    with openai.OpenAI(base_url=f"{service}/v1", api_key=SERVICE_KEY, max_retries=0,
+                       timeout=30) as sdk:
+        yield sdk
+
+
+def sent(gateway: FakeGateway) -> list[tuple[str, dict]]:
+    return [(r.path, r.body) for r in gateway.requests]
+
+
+def test_a_chat_goes_through_as_sent_and_comes_back_in_openais_shape(client, gateway):
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
+        max_tokens=50, temperature=0.2, top_p=0.9, stop=["\n\n"], seed=7)
+    answer = raw.parse()
+
+    assert answer.choices[0].message.content == "Hello there"
+    assert answer.model == "gpt-4o-mini" and answer.usage.total_tokens == 3
+    assert raw.headers["cf-aig-log-id"] == "LOG1" and raw.headers["cf-aig-cache-status"] == "MISS"
+    assert sent(gateway) == [(f"{OPENAI}/chat/completions", {
+        "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 50, "temperature": 0.2, "top_p": 0.9, "stop": ["\n\n"], "seed": 7})]
+    headers = gateway.requests[0].headers
+    assert headers["cf-aig-metadata"] == IDENTITY
+    assert headers["cf-aig-authorization"] == f"Bearer {GATEWAY_TOKEN}"
+    assert "authorization" not in headers  # unified billing: no provider key, never the caller's
+
+
+def test_a_stream_passes_the_chunks_through_and_ends_with_done(client, gateway):
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True,
+        stream_options={"include_usage": True}))
+
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello there"
+    assert chunks[-1].usage.total_tokens == 3  # the usage chunk, passed on as the gateway sent it
+    assert chunks[-1].choices == []
+    assert sent(gateway)[0][1] == {"model": "gpt-4o-mini", "stream": True,
+                                   "stream_options": {"include_usage": True},
+                                   "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def test_the_raw_stream_is_the_gateways_events_then_done(service, gateway):
+    fresh(gateway)
+    answer = httpx.post(f"{service}/v1/chat/completions", timeout=30,
+                        headers={"authorization": f"Bearer {SERVICE_KEY}"},
+                        json={"model": "gpt-4o-mini", "stream": True,
+                              "messages": [{"role": "user", "content": "Hi"}]})
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    events = answer.text.split("\n\n")
+    assert events[-2:] == ["data: [DONE]", ""]
+    chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-2]]
+    assert [c["choices"][0]["delta"] for c in chunks if c["choices"]] == [
+        {"content": "Hello"}, {"content": " there"}]
+    assert chunks[-1]["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+
+
+def test_a_tool_call_round_trip(client, gateway):
+    question = [{"role": "user", "content": "Weather in Paris?"}]
+    first = client.chat.completions.create(model="gpt-4o-mini", messages=question,
+                                           tools=[WEATHER], tool_choice="auto")
+    call = first.choices[0].message.tool_calls[0]
+    assert (first.choices[0].finish_reason, call.id, call.function.name, call.function.arguments) == (
+        "tool_calls", "call_1", "get_weather", '{"q": "Weather in Paris?"}')
+    history = [*question, first.choices[0].message.model_dump(exclude_none=True),
+               {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}]
+    second = client.chat.completions.create(model="gpt-4o-mini", messages=history,
+                                            tools=[WEATHER])
+
+    assert second.choices[0].message.content == "The tool answered: sunny, 21 C"
+    assert sent(gateway)[0][1] == {"model": "gpt-4o-mini", "messages": question,
+                                   "tools": [WEATHER], "tool_choice": "auto"}
+    assert sent(gateway)[1][1]["messages"] == [
+        *question,
+        {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {
+            "name": "get_weather", "arguments": '{"q": "Weather in Paris?"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"}]
+
+
+def test_tool_call_deltas_stream_through(client, gateway):
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Paris"}], tools=[WEATHER],
+        stream=True))
+
+    deltas = [c.choices[0].delta.tool_calls for c in chunks if c.choices[0].delta.tool_calls]
+    assert deltas[0][0].id == "call_1" and deltas[0][0].function.name == "get_weather"
+    assert "".join(d[0].function.arguments for d in deltas) == '{"q": "Paris"}'
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_response_format_with_a_json_schema(client, gateway):
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}},
+              "required": ["answer"], "additionalProperties": False}
+    response_format = {"type": "json_schema",
+                       "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+    answer = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
+        response_format=response_format)
+
+    assert json.loads(answer.choices[0].message.content) == {"answer": "Hello there"}
+    assert sent(gateway)[0][1]["response_format"] == response_format
+
+
+def test_embeddings_from_openai_and_workers_ai(client, gateway):
+    openai_vectors = client.embeddings.create(model="text-embedding-3-small",
+                                              input=["one", "three"], encoding_format="float")
+    workers_ai = client.embeddings.create(model="@cf/baai/bge-small-en-v1.5", input="hello",
+                                          encoding_format="float")
+
+    assert [d.embedding for d in openai_vectors.data] == [[3.0, 0.5, -0.5], [5.0, 0.5, -0.5]]
+    assert [d.embedding for d in workers_ai.data] == [[5.0, 0.5, -0.5]]
+    assert sent(gateway) == [
+        (f"{OPENAI}/embeddings", {"model": "text-embedding-3-small", "input": ["one", "three"],
+                                  "encoding_format": "float"}),
+        (f"/v1/{ACCOUNT_ID}/demo-gw/workers-ai/v1/embeddings",
+         {"model": "@cf/baai/bge-small-en-v1.5", "input": "hello", "encoding_format": "float"})]
+
+
+def test_the_models_list_is_the_allow_list(client):
+    listed = client.models.list()
+
+    assert [(m.id, m.owned_by) for m in listed.data] == [
+        ("gpt-4o-mini", "openai"), ("text-embedding-3-small", "openai"),
+        ("@cf/baai/bge-small-en-v1.5", "workers-ai")]
+
+
+def test_a_wrong_key_is_a_401_in_openais_shape(service, gateway):
+    fresh(gateway)
+    with openai.OpenAI(base_url=f"{service}/v1", api_key="wrong", max_retries=0) as sdk, \
+            pytest.raises(openai.AuthenticationError) as refused:
+        sdk.models.list()
+
+    assert refused.value.status_code == 401
+    assert refused.value.body == {"message": "send Authorization: Bearer <SERVICE_API_KEY>",
+                                  "type": "authentication_error", "param": None,
+                                  "code": "unauthorized"}
+    assert gateway.requests == []
+
+
+def test_a_model_off_the_allow_list_is_a_400_naming_the_param(client, gateway):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="o3-pro", messages=[{"role": "user", "content": "x"}])
+
+    assert refused.value.body == {"message": 'model "o3-pro" is not allowed (ALLOWED_MODELS)',
+                                  "type": "invalid_request_error", "param": "model",
+                                  "code": "bad_request"}
+    assert gateway.requests == []
+
+
+def test_an_unknown_field_is_a_400_not_passed_on(service, gateway):
+    fresh(gateway)
+    answer = httpx.post(f"{service}/v1/chat/completions", timeout=30,
+                        headers={"authorization": f"Bearer {SERVICE_KEY}"},
+                        json={"model": "gpt-4o-mini", "store": True,
+                              "messages": [{"role": "user", "content": "x"}]})
+
+    assert (answer.status_code, answer.json()) == (400, {"error": {
+        "message": "unknown field 'store'", "type": "invalid_request_error", "param": "store",
+        "code": "bad_request"}})
+    assert gateway.requests == []
+
+
+def test_a_gateway_failure_is_a_502_without_its_body(client, gateway):
+    gateway.status = 500
+    with pytest.raises(openai.InternalServerError) as failed:
+        client.chat.completions.create(model="gpt-4o-mini",
+                                       messages=[{"role": "user", "content": "x"}])
+
+    assert failed.value.status_code == 502
+    assert failed.value.body == {"message": "the gateway answered 500 (gateway log id LOG1)",
+                                 "type": "api_error", "param": None, "code": "upstream"}
+
+
+# --- POST /feedback ---------------------------------------------------------------------------
+
+def test_feedback_is_the_documented_patch_of_the_log(service, cloudflare_api):
+    before = len(cloudflare_api.requests)
+    answer = httpx.post(f"{service}/feedback", timeout=30,
+                        headers={"authorization": f"Bearer {SERVICE_KEY}"},
+                        json={"log_id": "01JADMCQQQBWH3NXZ5GCRN98DP", "score": 90, "feedback": 1})
+
+    assert (answer.status_code, answer.json()) == (200, {"log_id": "01JADMCQQQBWH3NXZ5GCRN98DP"})
+    [patch] = cloudflare_api.requests[before:]
+    path = f"/accounts/{ACCOUNT_ID}/ai-gateway/gateways/demo-gw/logs/01JADMCQQQBWH3NXZ5GCRN98DP"
+    assert (patch.method, patch.path, patch.body) == ("PATCH", f"/client/v4{path}",
+                                                      {"score": 90, "feedback": 1})
+    assert {k.lower(): v for k, v in patch.headers.items()}["authorization"] == f"Bearer {TOKEN}"
+    assert body_problems("PATCH", path, patch.body) == []
+    assert patch.status == 200
+
+
+def test_feedback_for_a_log_the_api_does_not_know_is_a_502(service, cloudflare_api):
+    cloudflare_api.add_fault(method="PATCH", status=404, body={
+        "success": False, "errors": [{"code": 7002, "message": "Not Found"}], "messages": [],
+        "result": None})
+    answer = httpx.post(f"{service}/feedback", timeout=30,
+                        headers={"authorization": f"Bearer {SERVICE_KEY}"},
+                        json={"log_id": "01JNOSUCHLOG", "feedback": -1})
+
+    assert (answer.status_code, answer.json()) == (502, {
+        "error": "the Cloudflare API answered 404 to the feedback for log 01JNOSUCHLOG"
+                 " (code 7002: Not Found)"})
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"log_id": "L1", "score": 101}, '"score" must be a number from 0 to 100'),
+    ({"log_id": "L1", "feedback": 0}, '"feedback" must be -1 or 1'),
+    ({"log_id": "L1"}, 'send "score" (0 to 100), "feedback" (-1 or 1) or both'),
+    ({"log_id": "a/../b", "score": 1}, '"log_id" must be a gateway log id (cf-aig-log-id)'),
+])
+def test_a_bad_feedback_body_is_a_400_and_nothing_is_sent(service, cloudflare_api, body, message):
+    before = len(cloudflare_api.requests)
+    answer = httpx.post(f"{service}/feedback", timeout=30, json=body,
+                        headers={"authorization": f"Bearer {SERVICE_KEY}"})
+
+    assert (answer.status_code, answer.json()) == (400, {"error": message})
+    assert cloudflare_api.requests[before:] == []
