@@ -5,8 +5,8 @@ callers.toml and the rate limiting bindings, wrangler's build compiles the table
 `wrangler dev` for the module.
 
 Rate limits are counted by the Workers Rate Limiting binding, which wrangler dev simulates
-(miniflare) in windows aligned to the minute; the rate test starts early in a minute so that
-its few requests fall into one window.
+(miniflare) in windows aligned to the minute; the rate test starts with at least 15 s of a
+minute left, so that its few requests fall into one window.
 """
 from __future__ import annotations
 
@@ -123,16 +123,17 @@ def test_a_max_tokens_cap_is_sent_and_a_request_over_it_refused(service):
     assert len(service.gateway.requests) == before
 
 
-def start_of_a_minute() -> None:
-    """Waits, if need be, until at most 5 s into a minute: the simulated windows turn on the
-    minute, and the rate test's requests must share one."""
-    into = time.time() % 60
-    if into > 5:
-        time.sleep(60 - into + 0.2)
+def room_in_this_minute() -> None:
+    """Waits, if need be, for the next minute when less than 15 s of this one is left: the
+    simulated windows turn on the minute, and the rate test's few requests must share one.
+    (Only this test spends alice's and erin's rates; their other requests are refused first.)"""
+    left = 60 - time.time() % 60
+    if left < 15:
+        time.sleep(left + 0.2)
 
 
 def test_over_its_rate_a_caller_gets_429_and_nothing_goes_upstream(service):
-    start_of_a_minute()
+    room_in_this_minute()
     for name, limit in (("alice", 2), ("erin", 3)):
         for _ in range(limit):
             status, _, _ = service.chat(service.keys[name], {"prompt": "Hi"})
