@@ -262,7 +262,8 @@ def session(tmp_path_factory, plain_template):
         term.answer(DOWN + SPACE + ENTER, _help("caller_auth"))
         term.shown_since(mark, "none: reached only through a service binding or Cloudflare Access")
         screens["caller_auth"] = term.since(mark)
-        term.answer(ENTER, _help("cache_ttl"))
+        term.answer(ENTER, _help("chat_page"))
+        term.answer(ENTER, _help("cache_ttl"))  # chat_page: the default, yes
 
         for question, negative, words, good in [
             ("cache_ttl", "-1", ["abc", "1.5"], "300"),
@@ -314,6 +315,7 @@ def test_prompts_render_the_project_with_exactly_the_answers_typed(session):
         "staging_gateway_id": STAGING_ID,
         "providers": ["openai", "anthropic"],
         "caller_auth": "api-key",
+        "chat_page": True,
         "cache_ttl": 300,
         "rate_limiting_interval": 30,
         "rate_limiting_limit": 50,
