@@ -139,7 +139,9 @@ def test_python_ci_runs_the_locked_environment_lint_tests_and_hadolint(projects)
 
     assert runs(workflow) == [
         "uv sync --locked", "uv run ruff check", "uv run ruff format --check", "uv run ty check",
-        "uv run pytest", "uv run hadolint Dockerfile",
+        "uv run pytest",
+        "uv run python tests/fake_gateway.py --echo -- uv run python -m demo_svc eval",
+        "uv run hadolint Dockerfile",
     ]
     assert set(workflow["on"]) == {"pull_request", "push"}
 

@@ -502,6 +502,16 @@ def _handler_for(gateway: FakeGateway) -> type[BaseHTTPRequestHandler]:
     return type("Handler", (_Handler,), {"gateway": gateway})
 
 
+FAKE_SETTINGS = {
+    "CLOUDFLARE_ACCOUNT_ID": "0123456789abcdef0123456789abcdef",
+    "CF_AIG_TOKEN": "fake-gateway-token",
+    "OPENAI_API_KEY": "fake-openai-key",
+    "ANTHROPIC_API_KEY": "fake-anthropic-key",
+    "GOOGLE_API_KEY": "fake-google-key",
+    "CLOUDFLARE_API_TOKEN": "fake-api-token",
+}
+
+
 def main(argv: list[str]) -> int:
     """``python tests/fake_gateway.py [--echo] -- COMMAND...``: COMMAND run against this fake
     (AI_GATEWAY_BASE_URL and CLOUDFLARE_API_BASE_URL set to it); its exit code (CI's evals)."""
@@ -513,7 +523,8 @@ def main(argv: list[str]) -> int:
         print("usage: fake_gateway.py [--echo] -- COMMAND...", file=sys.stderr)
         return 2
     with FakeGateway(echo="--echo" in argv[: argv.index("--")]) as gateway:
-        env = {**os.environ, "AI_GATEWAY_BASE_URL": gateway.url}
+        # Stand-ins for every secret and id: no real token goes even to this fake.
+        env = {**os.environ, **FAKE_SETTINGS, "AI_GATEWAY_BASE_URL": gateway.url}
         env["CLOUDFLARE_API_BASE_URL"] = gateway.api_url
         return subprocess.run(command, env=env, check=False).returncode
 

@@ -1,5 +1,5 @@
 """Command line: ``chat "PROMPT"`` prints the model's reply; ``serve`` runs the HTTP service;
-``callers add NAME`` / ``callers remove NAME`` edit callers.toml.
+``callers add NAME`` / ``callers remove NAME`` edit callers.toml; ``eval`` scores evals/.
 
 Settings errors (a missing CF_AIG_TOKEN, say) end in one line on stderr and exit code 2,
 before any request is sent; gateway errors (an answer over MAX_UPSTREAM_BYTES included), and
@@ -14,7 +14,7 @@ import asyncio
 import json
 import sys
 
-from . import callers_cli
+from . import callers_cli, evals
 from .auth import read_callers
 from .callers import CallersError
 from .errors import UpstreamError
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     callers_cli.add_parser(commands)
+    evals.add_parser(commands)
     return parser
 
 
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args)
     if args.command == "callers":
         return callers_cli.run(args)
+    if args.command == "eval":
+        return evals.run(args)
     try:
         settings = load_settings()
         if args.timeout is not None:
