@@ -105,6 +105,13 @@ def test_python_render_has_no_worker_files(tmp_path):
     assert not leaked
 
 
+def test_jsonc_readme_names_jsonc_keys_not_toml_tables(rendered):
+    readme = (rendered("byok") / "README.md").read_text()
+
+    assert "`vars` in `wrangler.jsonc`" in readme and "`secrets.required` list" in readme
+    assert not re.findall(r"`\[(?:vars|secrets|env)[^`]*`", readme)
+
+
 def test_package_json(rendered):
     package = json.loads((rendered("unified-billing") / "package.json").read_text())
     assert package["name"] == "demo-svc"
