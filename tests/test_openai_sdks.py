@@ -59,9 +59,14 @@ def cloudflare_api():
 
 
 @pytest.fixture(scope="module")
-def service(project, gateway, cloudflare_api, tmp_path_factory):
+def service_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("v1-log") / "service.log"
+
+
+@pytest.fixture(scope="module")
+def service(project, gateway, cloudflare_api, service_log):
     """The service on a free port; yields its base URL."""
-    port, log = free_port(), tmp_path_factory.mktemp("v1-log") / "service.log"
+    port, log = free_port(), service_log
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CF_", "CLOUDFLARE_", "AI_GATEWAY_", "OPENAI_", "SERVICE_"))}
     env.update(PYTHONPATH=str(project / "src"), CLOUDFLARE_ACCOUNT_ID=ACCOUNT_ID,
@@ -268,6 +273,55 @@ def test_a_gateway_failure_is_a_502_without_its_body(client, gateway):
     assert failed.value.status_code == 502
     assert failed.value.body == {"message": "the gateway answered 500 (gateway log id LOG1)",
                                  "type": "api_error", "param": None, "code": "upstream"}
+
+
+def test_a_callers_hang_up_closes_the_upstream_stream(service, gateway):
+    fresh(gateway)
+    before = gateway.hang_ups
+    body = {"model": "gpt-4o-mini", "stream": True,
+            "messages": [{"role": "user", "content": "trickle"}]}  # a delta every 0.1 s
+    with httpx.stream("POST", f"{service}/v1/chat/completions", json=body, timeout=30,
+                      headers={"authorization": f"Bearer {SERVICE_KEY}"}) as answer:
+        first = next(answer.iter_lines())
+    assert first.startswith("data: {")
+
+    assert gateway.hung_up.wait(30), "the upstream stream was not closed"
+    assert gateway.hang_ups == before + 1
+
+
+def test_an_endless_answer_ends_at_max_upstream_bytes(client, gateway):
+    with pytest.raises(openai.InternalServerError) as failed:
+        client.chat.completions.create(model="gpt-4o-mini",
+                                       messages=[{"role": "user", "content": "endless"}])
+
+    assert failed.value.status_code == 502
+    assert failed.value.body["message"] == (
+        "the gateway's answer is larger than 4194304 bytes (MAX_UPSTREAM_BYTES)")
+
+
+def request_lines(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()
+            if line.startswith('{"event": "request"')]
+
+
+def test_each_v1_request_logs_one_line_like_chat(client, gateway, service_log):
+    before = len(request_lines(service_log))
+    client.chat.completions.create(model="gpt-4o-mini",
+                                   messages=[{"role": "user", "content": "log me"}])
+
+    def mine() -> list[dict]:  # (a stream hung up earlier may log its line late)
+        return [line for line in request_lines(service_log)[before:] if not line["stream"]]
+
+    give_up = time.monotonic() + 10
+    while not mine() and time.monotonic() < give_up:
+        time.sleep(0.05)
+    [line] = mine()
+    assert isinstance(line.pop("latency_ms"), float) and isinstance(line.pop("upstream_ms"), float)
+    assert line == {"event": "request", "method": "POST", "route": "/v1/chat/completions",
+                    "provider": "openai", "model": "gpt-4o-mini", "status": 200, "log_id": "LOG1",
+                    "cache_status": "MISS", "caller": "default", "stream": False, "error": None,
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+    assert "log me" not in service_log.read_text() and SERVICE_KEY not in service_log.read_text()
 
 
 # --- POST /feedback ---------------------------------------------------------------------------
