@@ -1,7 +1,8 @@
 """OpenAI-compatible endpoints (issue 21 item 1), Python target: the OFFICIAL OpenAI Python SDK
 pointed at the rendered service's /v1 with a caller key as its api_key: a chat, a stream, a
 tool-call round trip, response_format with a JSON schema, embeddings, the models list, errors in
-OpenAI's shape. And POST /feedback (item 2): the loopback fake Cloudflare API receives exactly
+OpenAI's shape. The official Node SDK (npm `openai`, the Worker's own version, installed from
+the shared npm cache into a scratch folder) runs the same six against the same service. And POST /feedback (item 2): the loopback fake Cloudflare API receives exactly
 the documented PATCH, valid against the spec extract.
 
 Everything over real HTTP: `python -m demo_svc serve` (uvicorn) in front of the loopback fake
@@ -19,9 +20,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import ACCOUNT_ID, render
+from conftest import ACCOUNT_ID, TEMPLATE_ROOT, render
 from fake_cloudflare_api import TOKEN, FakeCloudflareAPI, body_problems
-from testkit import FakeGateway, free_port
+from testkit import FakeGateway, free_port, run
 
 SERVICE_KEY = "svc-key-canary-v1-77a0"
 GATEWAY_TOKEN = "tok-gw-canary-v1-19c3"
@@ -322,6 +323,67 @@ def test_each_v1_request_logs_one_line_like_chat(client, gateway, service_log):
                     "cache_status": "MISS", "caller": "default", "stream": False, "error": None,
                     "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
     assert "log me" not in service_log.read_text() and SERVICE_KEY not in service_log.read_text()
+
+
+NODE_CLIENT = """
+import OpenAI from "openai";
+const client = new OpenAI({ baseURL: process.env.BASE_URL, apiKey: process.env.API_KEY,
+                            maxRetries: 0 });
+const user = (content) => [{ role: "user", content }];
+const weather = JSON.parse(process.env.TOOL);
+const out = {};
+out.chat = (await client.chat.completions.create({ model: "gpt-4o-mini", messages: user("Hi"),
+  temperature: 0.5 })).choices[0].message.content;
+out.stream = "";
+for await (const chunk of await client.chat.completions.create({
+  model: "gpt-4o-mini", messages: user("Hi"), stream: true })) {
+  out.stream += chunk.choices[0]?.delta?.content ?? "";
+}
+const asked = await client.chat.completions.create({ model: "gpt-4o-mini",
+  messages: user("Paris?"), tools: [weather] });
+const call = asked.choices[0].message.tool_calls[0];
+out.tool = (await client.chat.completions.create({ model: "gpt-4o-mini", tools: [weather],
+  messages: [...user("Paris?"), asked.choices[0].message,
+             { role: "tool", tool_call_id: call.id, content: "rain" }] })).choices[0].message.content;
+out.json = JSON.parse((await client.chat.completions.create({ model: "gpt-4o-mini",
+  messages: user("Hi"), response_format: { type: "json_schema", json_schema: { name: "a",
+  schema: { type: "object", properties: { answer: { type: "string" } } } } } }))
+  .choices[0].message.content);
+out.embedding = (await client.embeddings.create({ model: "text-embedding-3-small",
+  input: "four", encoding_format: "float" })).data[0].embedding;
+out.models = (await client.models.list()).data.map((m) => m.id);
+try { await new OpenAI({ baseURL: process.env.BASE_URL, apiKey: "wrong" }).models.list(); }
+catch (error) { out.unauthorized = [error.status, error.error?.type]; }
+console.log(JSON.stringify(out));
+"""
+
+
+def test_the_node_sdk_does_the_same_against_the_python_service(service, gateway, npm_env,
+                                                             tmp_path):
+    version = json.loads((TEMPLATE_ROOT / "includes" / "providers.jinja").read_text()
+                         .split('"npm": {"openai": ', 1)[1].split("}", 1)[0])
+    (tmp_path / "package.json").write_text('{"private": true, "type": "module"}')
+    installed = run(["npm", "install", f"openai@{version}", "--prefer-offline", "--no-audit",
+                     "--no-fund"], tmp_path, npm_env, timeout=300)
+    assert installed.returncode == 0, installed.output
+    (tmp_path / "client.mjs").write_text(NODE_CLIENT)
+    fresh(gateway)
+    env = {**npm_env, "BASE_URL": f"{service}/v1", "API_KEY": SERVICE_KEY,
+           "TOOL": json.dumps(WEATHER)}
+    result = run(["node", "client.mjs"], tmp_path, env, timeout=120)
+
+    assert result.returncode == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1]) == {
+        "chat": "Hello there", "stream": "Hello there", "tool": "The tool answered: rain",
+        "json": {"answer": "Hello there"}, "embedding": [4.0, 0.5, -0.5],
+        "models": ["gpt-4o-mini", "text-embedding-3-small", "@cf/baai/bge-small-en-v1.5"],
+        "unauthorized": [401, "authentication_error"]}
+    assert gateway.requests[0].body == {"model": "gpt-4o-mini", "temperature": 0.5,
+                                        "messages": [{"role": "user", "content": "Hi"}]}
+    assert gateway.requests[3].body["messages"][1] == {
+        "role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"q": "Paris?"}'}}]}
 
 
 # --- POST /feedback ---------------------------------------------------------------------------
