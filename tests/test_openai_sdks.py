@@ -10,6 +10,7 @@ gateway; the upstream bodies the fake received are asserted field by field.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -38,6 +39,7 @@ WEATHER = {
     },
 }
 IDENTITY = json.dumps({"caller": "default", "service": "demo-svc"})
+ALICE_KEY = "alice-key-canary-v1-5b2e"  # callers.toml: alice may name gpt-4o-mini only
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +70,16 @@ def service_log(tmp_path_factory) -> Path:
 def service(project, gateway, cloudflare_api, service_log):
     """The service on a free port; yields its base URL."""
     port, log = free_port(), service_log
+    callers = log.parent / "callers.toml"
+    digest = hashlib.sha256(ALICE_KEY.encode()).hexdigest()
+    callers.write_text(f'[callers.alice]\nkey_sha256 = "{digest}"\nmodels = ["gpt-4o-mini"]\n')
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CF_", "CLOUDFLARE_", "AI_GATEWAY_", "OPENAI_", "SERVICE_"))}
     env.update(PYTHONPATH=str(project / "src"), CLOUDFLARE_ACCOUNT_ID=ACCOUNT_ID,
                AI_GATEWAY_BASE_URL=gateway.url, CF_AIG_TOKEN=GATEWAY_TOKEN,
                SERVICE_API_KEY=SERVICE_KEY, ALLOWED_MODELS=MODELS,
-               CLOUDFLARE_API_BASE_URL=cloudflare_api.base_url, CLOUDFLARE_API_TOKEN=TOKEN)
+               CLOUDFLARE_API_BASE_URL=cloudflare_api.base_url, CLOUDFLARE_API_TOKEN=TOKEN,
+               CALLERS_FILE=str(callers))
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "demo_svc", "serve", "--port", str(port)],
                                 cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -227,6 +233,25 @@ def test_the_models_list_is_the_allow_list(client):
     assert [(m.id, m.owned_by) for m in listed.data] == [
         ("gpt-4o-mini", "openai"), ("text-embedding-3-small", "openai"),
         ("@cf/baai/bge-small-en-v1.5", "workers-ai")]
+
+
+def test_a_caller_sees_and_names_only_its_own_models(service, gateway):
+    fresh(gateway)
+    with openai.OpenAI(base_url=f"{service}/v1", api_key=ALICE_KEY, max_retries=0) as alice:
+        listed = [m.id for m in alice.models.list().data]
+        alice.chat.completions.create(model="gpt-4o-mini",
+                                      messages=[{"role": "user", "content": "x"}])
+        with pytest.raises(openai.BadRequestError) as refused:
+            alice.embeddings.create(model="text-embedding-3-small", input="x")
+
+    assert listed == ["gpt-4o-mini"]
+    assert refused.value.body == {
+        "message": 'model "text-embedding-3-small" is not allowed for caller "alice" '
+                   "(callers.toml models)",
+        "type": "invalid_request_error", "param": "model", "code": "bad_request"}
+    [chat] = gateway.requests
+    assert chat.headers["cf-aig-metadata"] == json.dumps({"caller": "alice",
+                                                          "service": "demo-svc"})
 
 
 def test_a_wrong_key_is_a_401_in_openais_shape(service, gateway):
