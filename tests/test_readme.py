@@ -13,12 +13,20 @@ from conftest import TEMPLATE_ROOT, run
 README = (TEMPLATE_ROOT / "README.md").read_text()
 
 
-def test_quick_start_has_the_render_and_the_test_command():
-    render, test = quick_start_commands()
+PINNED = re.search(r"^copier==(\S+)$", (TEMPLATE_ROOT / "requirements-dev.txt").read_text(), re.M)[1]
+READMES = [TEMPLATE_ROOT / "README.md", TEMPLATE_ROOT / "template/python-app/README.md.jinja",
+           TEMPLATE_ROOT / "template/typescript-worker/README.md.jinja",
+           *sorted((TEMPLATE_ROOT / "template/_shared").glob("readme-*.md.jinja"))]
+
+
+def test_quick_start_has_both_render_commands_and_the_test_command():
+    python_render, worker_render, test = quick_start_commands()
 
     # The Copier this suite tests with (requirements-dev.txt), not whichever is newest.
-    pinned = re.search(r"^copier==(\S+)$", (TEMPLATE_ROOT / "requirements-dev.txt").read_text(), re.M)[1]
-    assert render.startswith(f"uvx copier@{pinned} copy --trust --defaults ")
+    assert python_render.startswith(f"uvx copier@{PINNED} copy --trust --defaults ")
+    assert python_render.endswith("--data language=python-app \"$PWD\" ../my-service")
+    assert worker_render.startswith(f"uvx copier@{PINNED} copy --trust --defaults ")
+    assert worker_render.endswith("--data language=typescript-worker \"$PWD\" ../my-worker")
     assert test == "python3 tools/run_tests.py"
     assert (TEMPLATE_ROOT / ".ci/run").read_text().rstrip().endswith(test)
 
@@ -42,7 +50,7 @@ def test_quick_start_as_written_gives_a_service_that_copier_update_updates(tmp_p
     import yaml
     from template_repo import git, init_project, release, template_clone
 
-    render_command, _ = quick_start_commands()
+    render_command = quick_start_commands()[0]
     assert " ../my-service" in render_command
     template = template_clone(tmp_path / "ai-gateway-starter")
     service = tmp_path / "my-service"
@@ -88,3 +96,31 @@ def test_quick_start_as_written_gives_a_service_that_copier_update_updates(tmp_p
     message = updated.stdout + updated.stderr
     assert "Updated my-service from the template. Next:" in message
     assert "python3 scripts/ai_gateway.py sync --dry-run" in message
+
+
+def copier_invocations(text: str) -> list[str]:
+    """Every Copier command a README gives to run (with flags; a bare `copier update` in
+    prose names the command): the runner and ``copier[@version]`` before the subcommand."""
+    pattern = r"(?:^|`)\s*((?:uvx |pipx run )?copier\S*) (?:copy|update|recopy) --"
+    return re.findall(pattern, text, flags=re.M)
+
+
+def test_every_readme_runs_copier_at_the_pinned_version():
+    unpinned = []
+    for readme in READMES:
+        for invocation in copier_invocations(readme.read_text()):
+            runner = invocation.split()
+            if runner[-1] not in (f"copier@{PINNED}", f"copier=={PINNED}"):
+                unpinned.append(f"{readme.relative_to(TEMPLATE_ROOT)}: {invocation}")
+    assert unpinned == []
+
+
+def test_every_readme_shell_block_parses():
+    """Each ``sh`` block is valid shell as pasted (bash -n), so a person can run it."""
+    for readme in READMES:
+        blocks = re.findall(r"^( *)```sh\n(.*?)\n\1```", readme.read_text(), flags=re.S | re.M)
+        for _, block in blocks:
+            if "{%" in block or "{{" in block:
+                continue  # Jinja: checked in the rendered READMEs by the target tests
+            checked = run(["bash", "-n", "-c", block], TEMPLATE_ROOT)
+            assert checked.returncode == 0, f"{readme.name}: {block}\n{checked.stderr}"
