@@ -47,6 +47,7 @@ import secrets
 import socket
 import ssl
 import sys
+import textwrap
 import threading
 import time
 import tomllib
@@ -1735,7 +1736,8 @@ def _offline_plan(args, settings, envs) -> int:
             }
         )
         return EXIT_OK
-    out("dry run without an API token: showing ai-gateway.toml, not compared with Cloudflare")
+    out("dry run without an API token: showing ai-gateway.toml, not compared with")
+    out("Cloudflare")
     for item in plan:
         out(f"{item['env']}: {item['id']}")
         for key, value in item["settings"].items():
@@ -1744,7 +1746,8 @@ def _offline_plan(args, settings, envs) -> int:
             out(f"    route {name} (model dynamic/{name})")
         for alias in item["provider_configs"]:
             out(f"    stored key {alias}")
-    note(f"To compare with Cloudflare and then sync: {API_ACCESS_HELP}")
+    # Whole words at 80 columns: this is the first thing a new owner runs.
+    note(textwrap.fill(f"To compare with Cloudflare and then sync: {API_ACCESS_HELP}", 80))
     return EXIT_OK
 
 
