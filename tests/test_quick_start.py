@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from cases import quick_start_commands
 from testkit import run
 from worker_toolchain import node22_bin_dir, npm_group

@@ -13,7 +13,7 @@ from conftest import TEMPLATE_ROOT, run
 README = (TEMPLATE_ROOT / "README.md").read_text()
 
 
-PINNED = re.search(r"^copier==(\S+)$", (TEMPLATE_ROOT / "requirements-dev.txt").read_text(), re.M)[1]
+PINNED = re.search(r"^copier==(\S+)$", (TEMPLATE_ROOT / "requirements-dev.txt").read_text(), re.MULTILINE)[1]
 READMES = [TEMPLATE_ROOT / "README.md", TEMPLATE_ROOT / "template/python-app/README.md.jinja",
            TEMPLATE_ROOT / "template/typescript-worker/README.md.jinja",
            *sorted((TEMPLATE_ROOT / "template/_shared").glob("readme-*.md.jinja"))]
@@ -37,7 +37,7 @@ def rendered_update_command(service) -> str:
     """The first command of the rendered README's "Updating from the template" section."""
     readme = (service / "README.md").read_text()
     section = readme.split("## Updating from the template\n", 1)[1]
-    block = re.search(r"```sh\n(.*?)\n```", section, flags=re.S)[1]
+    block = re.search(r"```sh\n(.*?)\n```", section, flags=re.DOTALL)[1]
     return block.splitlines()[0].split("#", 1)[0].strip()
 
 
@@ -104,7 +104,7 @@ def copier_invocations(text: str) -> list[str]:
     """Every Copier command a README gives to run (with flags; a bare `copier update` in
     prose names the command): the runner and ``copier[@version]`` before the subcommand."""
     pattern = r"(?:^|`)\s*((?:uvx |pipx run )?copier\S*) (?:copy|update|recopy) --"
-    return re.findall(pattern, text, flags=re.M)
+    return re.findall(pattern, text, flags=re.MULTILINE)
 
 
 def test_every_readme_runs_copier_at_the_pinned_version():
@@ -120,7 +120,7 @@ def test_every_readme_runs_copier_at_the_pinned_version():
 def test_every_readme_shell_block_parses():
     """Each ``sh`` block is valid shell as pasted (bash -n), so a person can run it."""
     for readme in READMES:
-        blocks = re.findall(r"^( *)```sh\n(.*?)\n\1```", readme.read_text(), flags=re.S | re.M)
+        blocks = re.findall(r"^( *)```sh\n(.*?)\n\1```", readme.read_text(), flags=re.DOTALL | re.MULTILINE)
         for _, block in blocks:
             if "{%" in block or "{{" in block:
                 continue  # Jinja: checked in the rendered READMEs by the target tests

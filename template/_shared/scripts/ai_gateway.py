@@ -1736,8 +1736,7 @@ def _offline_plan(args, settings, envs) -> int:
             }
         )
         return EXIT_OK
-    out("dry run without an API token: showing ai-gateway.toml, not compared with")
-    out("Cloudflare")
+    out("dry run without an API token: ai-gateway.toml, not compared with Cloudflare")
     for item in plan:
         out(f"{item['env']}: {item['id']}")
         for key, value in item["settings"].items():
