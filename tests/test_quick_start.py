@@ -24,12 +24,7 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 RENDERS = [
     pytest.param(0, "my-service", id="python-app"),
     pytest.param(1, "my-worker", id="typescript-worker",
-                 marks=[pytest.mark.xdist_group(npm_group("unified-billing")),
-                        # Open (issue 22 item 5): npm echoes the 81-column prepare script
-                        # ("> node scripts/callers.mjs build && WRANGLER_LOG=warn npm run
-                        # --silent cf-typegen"), and npm test prints workerd's long
-                        # non-ASCII cf-aig-event-id header warning. Every command exits 0.
-                        pytest.mark.xfail(strict=True, reason="two npm lines over 80 columns")]),
+                 marks=pytest.mark.xdist_group(npm_group("unified-billing"))),
 ]
 
 

@@ -126,7 +126,7 @@ def test_package_json(rendered):
     assert scripts["typecheck"] == "tsc --noEmit"
     assert scripts["cf-typegen"] == "wrangler types --include-runtime=false --strict-vars=false"
     # npm install runs it: wrangler's warnings and errors show (and fail the install), not the types
-    assert scripts["prepare"] == "node scripts/callers.mjs build && WRANGLER_LOG=warn npm run --silent cf-typegen"
+    assert scripts["prepare"] == "node scripts/callers.mjs build && WRANGLER_LOG=warn npm run -s cf-typegen"
     assert scripts["gateway:sync"] == "python3 scripts/ai_gateway.py sync"
     deps = {**package["dependencies"], **package["devDependencies"]}
     for dep, major in [("wrangler", "^4."), ("vitest", "^5."), ("typescript", "^7."), ("openai", "^7.")]:
@@ -353,7 +353,7 @@ def test_npm_install_prints_npms_lines_only(worker_project):
              if line.strip()]
 
     assert lines[:2] == ["> demo-svc@0.1.0 prepare",
-                         "> node scripts/callers.mjs build && WRANGLER_LOG=warn npm run --silent cf-typegen"], lines
+                         "> node scripts/callers.mjs build && WRANGLER_LOG=warn npm run -s cf-typegen"], lines
     assert len(lines) == 3 and re.fullmatch(r"(added|removed|changed|up to date).* in [\d.]+m?s",
                                             lines[2]), lines
 

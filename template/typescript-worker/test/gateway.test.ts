@@ -170,7 +170,7 @@ describe("on the wire", () => {
 
   it.each([
     ["a tab", "trace\t42"],
-    ["non-ASCII", "trace-é"],
+    ["a control character", "trace\u007f42"],
     ["257 characters", "x".repeat(257)],
     ["an empty value", ""],
   ])("answers 400 for a cf-aig-event-id header with %s, without calling out", async (_name, value) => {
