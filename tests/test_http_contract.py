@@ -347,7 +347,7 @@ class Uvicorn:
 
 def python_env(project: Path, gateway: FakeGateway, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in settings(gateway) and not k.startswith("CF_")}
-    # POST /feedback (Python only so far): its token, and the fake gateway as the Cloudflare API
+    # POST /feedback: its token, and the fake gateway as the Cloudflare API
     # (it answers the log PATCH as the API does).
     feedback = {"CLOUDFLARE_API_TOKEN": FEEDBACK_TOKEN, "CLOUDFLARE_API_BASE_URL": gateway.api_url}
     return {**env, **settings(gateway), **feedback, "PYTHONPATH": str(project / "src"), **extra}
@@ -846,8 +846,9 @@ def assert_settings_hidden(port: int, gateway: FakeGateway) -> None:
 
 def wrangler_vars(values: dict[str, str]) -> list[str]:
     """`--var NAME:value` for the settings that are not secrets (those go to .dev.vars)."""
-    names = ("CLOUDFLARE_ACCOUNT_ID", "AI_GATEWAY_BASE_URL", "REQUEST_TIMEOUT_SECONDS")
-    return [arg for name in names for arg in ("--var", f"{name}:{values[name]}")]
+    names = ("CLOUDFLARE_ACCOUNT_ID", "AI_GATEWAY_BASE_URL", "REQUEST_TIMEOUT_SECONDS",
+             "CLOUDFLARE_API_BASE_URL", "CLOUDFLARE_API_TOKEN")  # the last two: POST /feedback's
+    return [arg for name in names if name in values for arg in ("--var", f"{name}:{values[name]}")]
 
 
 @pytest.mark.xdist_group("worker:unified-billing")  # its npm install, once per run
@@ -861,7 +862,10 @@ def test_the_worker_keeps_the_contract(worker_project, tmp_path):
     doc = document(project.path)
     problems.run("README", assert_readme_agrees, (project.path / "README.md").read_text(), doc)
     with FakeGateway() as gateway:
-        values = settings(gateway)
+        # POST /feedback: its token (optional, so not read from .dev.vars: a --var), and the
+        # fake gateway as the Cloudflare API, as for Python.
+        values = {**settings(gateway), "CLOUDFLARE_API_BASE_URL": gateway.api_url,
+                  "CLOUDFLARE_API_TOKEN": FEEDBACK_TOKEN}
         dev_vars.write_text(f"CF_AIG_TOKEN={GATEWAY_TOKEN}\nSERVICE_API_KEY={SERVICE_KEY}\n"
                             f"OPENAI_API_KEY={PROVIDER_KEY}\n")
         try:

@@ -2,7 +2,9 @@ import { requireCaller } from "./auth";
 import { ANONYMOUS, type Caller, cappedMaxTokens, checkModel, checkRate, identityMetadata } from "./callers";
 import { type ChatOutcome, type ChatRequest, chatAnswer, readChatRequest, resultHeaders } from "./chat-request";
 import { BadRequestError, errorResponse, HttpError, json, notAllowed, timedOut } from "./errors";
+import { postFeedback } from "./feedback";
 import { Upstream } from "./gateway";
+import { forward, models, openAiErrorResponse } from "./openai-api";
 import document from "./openapi.json";
 import { PROVIDERS, type Provider } from "./providers";
 import { RequestLog, usageOf } from "./request-log";
@@ -24,7 +26,8 @@ export default {
       return response;
     } catch (err) {
       if (!(err instanceof HttpError)) console.error("unexpected error", err);
-      const response = errorResponse(err);
+      const v1 = new URL(request.url).pathname.startsWith("/v1/");
+      const response = v1 ? openAiErrorResponse(err) : errorResponse(err);
       log.end(response.status, err instanceof HttpError ? err.kind : "internal");
       return response;
     }
@@ -52,10 +55,38 @@ async function route(request: Request, env: Env, log: RequestLog): Promise<Respo
     log.set({ caller: caller.name });
   }
   if (open) throw notAllowed(request, "GET");
+  const other = otherRoute(request, env, pathname, caller, log);
+  if (other) return other;
   if (!provider) throw new HttpError(404, `no route for ${request.method} ${pathname}`);
   if (request.method !== "POST") throw notAllowed(request, "POST");
   return chat(request, env, provider, caller, log);
 }
+
+/** The OpenAI-compatible API (src/openai-api.ts) and /feedback (src/feedback.ts). */
+function otherRoute(request: Request, env: Env, pathname: string, caller: Caller, log: RequestLog) {
+  const posted = (work: (deadline: AbortSignal) => Promise<Response>) => {
+    if (request.method !== "POST") throw notAllowed(request, "POST");
+    return withDeadline(limits(env).timeoutSeconds, work);
+  };
+  if (Object.hasOwn(V1_POSTS, pathname)) {
+    log.set({ route: pathname });
+    const path = V1_POSTS[pathname] as "chat/completions" | "embeddings";
+    return posted((deadline) => forward(request, env, caller, log, deadline, path));
+  }
+  if (pathname === "/v1/models") {
+    log.set({ route: pathname });
+    if (request.method !== "GET") throw notAllowed(request, "GET");
+    return Promise.resolve(models(env, caller));
+  }
+  if (pathname !== "/feedback") return null;
+  log.set({ route: pathname });
+  return posted((deadline) => postFeedback(request, env, deadline));
+}
+
+const V1_POSTS: Record<string, string> = {
+  "/v1/chat/completions": "chat/completions",
+  "/v1/embeddings": "embeddings",
+};
 
 async function chat(
   request: Request,

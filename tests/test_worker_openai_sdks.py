@@ -1,0 +1,189 @@
+"""OpenAI-compatible endpoints (issue 21 item 1), Worker target: the OFFICIAL OpenAI Python SDK
+pointed at the rendered Worker's /v1 (`wrangler dev --local`) with a caller key as its api_key,
+in front of the loopback fake gateway: a chat, a stream, a tool-call round trip, response_format
+with a JSON schema, embeddings, the models list, a 401 in OpenAI's shape; and POST /feedback
+(item 2): the loopback fake Cloudflare API receives exactly the documented PATCH, valid against
+the spec extract. The same cases as tests/test_openai_sdks.py (the Python service): one contract.
+
+One copy of the "unified-billing" variant (its npm install, shared through a node_modules
+link), one `wrangler dev` for the module.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import openai
+import pytest
+from conftest import ACCOUNT_ID
+from fake_cloudflare_api import TOKEN, FakeCloudflareAPI, body_problems
+from test_worker_callers import copy_project
+from worker_toolchain import CI_VARIANT, FakeGateway, WranglerDev, npm_group
+
+pytestmark = pytest.mark.xdist_group(npm_group(CI_VARIANT))  # its npm install, once per run
+
+SERVICE_KEY = "svc-key-canary-w1-3f0a"
+GATEWAY_TOKEN = "tok-gw-canary-w1-8d21"
+MODELS = "gpt-4o-mini,text-embedding-3-small"
+OPENAI = f"/v1/{ACCOUNT_ID}/demo-gw/openai"
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"q": {"type": "string"}},
+                       "required": ["q"]},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    with FakeGateway() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def cloudflare_api():
+    with FakeCloudflareAPI() as api:
+        api.seed(id="demo-gw")
+        yield api
+
+
+@pytest.fixture(scope="module")
+def worker(worker_project, tmp_path_factory, gateway, cloudflare_api):
+    """The Worker under `wrangler dev --local`; yields its base URL."""
+    project = worker_project(CI_VARIANT)
+    path = copy_project(project.path, tmp_path_factory.mktemp("v1") / "svc", project.path / "node_modules")
+    config = path / "wrangler.toml"
+    text = re.sub(r'(?m)^ALLOWED_MODELS = ".*"$', f'ALLOWED_MODELS = "{MODELS}"', config.read_text())
+    config.write_text(re.sub(r'(?m)^AI_GATEWAY_ID = ".*"$', 'AI_GATEWAY_ID = "demo-gw"', text))
+    (path / ".dev.vars").write_text(f"CF_AIG_TOKEN={GATEWAY_TOKEN}\nSERVICE_API_KEY={SERVICE_KEY}\n")
+    # wrangler dev reads from .dev.vars only the secrets the config requires; the feedback
+    # token is optional (POST /feedback answers 500 naming it without), so it comes as a --var.
+    variables = {"CLOUDFLARE_ACCOUNT_ID": ACCOUNT_ID, "AI_GATEWAY_BASE_URL": gateway.url,
+                 "CLOUDFLARE_API_BASE_URL": cloudflare_api.base_url, "CLOUDFLARE_API_TOKEN": TOKEN}
+    extra = [arg for name, value in variables.items() for arg in ("--var", f"{name}:{value}")]
+    with WranglerDev(path, project.env, extra, path.parent / "dev.log") as dev:
+        yield f"http://127.0.0.1:{dev.port}"
+
+
+@pytest.fixture
+def client(worker, gateway):
+    gateway.requests.clear()
+    gateway.status = 200
+    with openai.OpenAI(base_url=f"{worker}/v1", api_key=SERVICE_KEY, max_retries=0,
+                       timeout=30) as sdk:
+        yield sdk
+
+
+def sent(gateway: FakeGateway) -> list[tuple[str, dict]]:
+    return [(r.path, r.body) for r in gateway.requests]
+
+
+def test_a_chat_goes_through_as_sent(client, gateway):
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
+        max_tokens=50, temperature=0.2, top_p=0.9, stop=["\n\n"], seed=7)
+    answer = raw.parse()
+
+    assert answer.choices[0].message.content == "Hello there"
+    assert raw.headers["cf-aig-log-id"] == "LOG1" and raw.headers["cf-aig-cache-status"] == "MISS"
+    assert sent(gateway) == [(f"{OPENAI}/chat/completions", {
+        "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 50, "temperature": 0.2, "top_p": 0.9, "stop": ["\n\n"], "seed": 7})]
+    headers = gateway.requests[0].headers
+    assert json.loads(headers["cf-aig-metadata"]) == {"caller": "default", "service": "demo-svc"}
+    assert headers["cf-aig-authorization"] == f"Bearer {GATEWAY_TOKEN}"
+    assert "authorization" not in headers  # unified billing: no provider key, never the caller's
+
+
+def test_a_stream_passes_the_chunks_through(client, gateway):
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True,
+        stream_options={"include_usage": True}))
+
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello there"
+    assert chunks[-1].usage.total_tokens == 3 and chunks[-1].choices == []
+    assert sent(gateway)[0][1]["stream_options"] == {"include_usage": True}
+
+
+def test_a_tool_call_round_trip(client, gateway):
+    question = [{"role": "user", "content": "Weather in Paris?"}]
+    first = client.chat.completions.create(model="gpt-4o-mini", messages=question,
+                                           tools=[WEATHER], tool_choice="auto")
+    call = first.choices[0].message.tool_calls[0]
+    assert (call.id, call.function.name) == ("call_1", "get_weather")
+    history = [*question, first.choices[0].message.model_dump(exclude_none=True),
+               {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}]
+    second = client.chat.completions.create(model="gpt-4o-mini", messages=history, tools=[WEATHER])
+
+    assert second.choices[0].message.content == "The tool answered: sunny, 21 C"
+    assert sent(gateway)[0][1] == {"model": "gpt-4o-mini", "messages": question,
+                                   "tools": [WEATHER], "tool_choice": "auto"}
+
+
+def test_tool_call_deltas_stream_through(client, gateway):
+    chunks = list(client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Paris"}], tools=[WEATHER],
+        stream=True))
+
+    deltas = [c.choices[0].delta.tool_calls for c in chunks if c.choices[0].delta.tool_calls]
+    assert deltas[0][0].id == "call_1" and deltas[0][0].function.name == "get_weather"
+    assert "".join(d[0].function.arguments for d in deltas) == '{"q": "Paris"}'
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_response_format_with_a_json_schema(client, gateway):
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}},
+              "required": ["answer"], "additionalProperties": False}
+    response_format = {"type": "json_schema",
+                       "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+    answer = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
+        response_format=response_format)
+
+    assert json.loads(answer.choices[0].message.content) == {"answer": "Hello there"}
+    assert sent(gateway)[0][1]["response_format"] == response_format
+
+
+def test_embeddings(client, gateway):
+    vectors = client.embeddings.create(model="text-embedding-3-small", input=["one", "three"],
+                                       encoding_format="float")
+
+    assert [d.embedding for d in vectors.data] == [[3.0, 0.5, -0.5], [5.0, 0.5, -0.5]]
+    assert sent(gateway) == [(f"{OPENAI}/embeddings", {
+        "model": "text-embedding-3-small", "input": ["one", "three"], "encoding_format": "float"})]
+
+
+def test_the_models_list_is_the_allow_list(client):
+    assert [(m.id, m.owned_by) for m in client.models.list().data] == [
+        ("gpt-4o-mini", "openai"), ("text-embedding-3-small", "openai")]
+
+
+def test_a_wrong_key_is_a_401_in_openais_shape(worker, gateway):
+    gateway.requests.clear()
+    with openai.OpenAI(base_url=f"{worker}/v1", api_key="wrong", max_retries=0) as sdk:
+        with pytest.raises(openai.AuthenticationError) as raised:
+            sdk.models.list()
+    assert raised.value.body == {"message": "send Authorization: Bearer <SERVICE_API_KEY>",
+                                 "type": "authentication_error", "param": None,
+                                 "code": "unauthorized"}
+    assert gateway.requests == []
+
+
+def test_feedback_is_the_documented_patch_of_the_log(worker, cloudflare_api):
+    before = len(cloudflare_api.requests)
+    answer = httpx.post(f"{worker}/feedback", timeout=30,
+                        headers={"authorization": f"Bearer {SERVICE_KEY}"},
+                        json={"log_id": "01JADMCQQQBWH3NXZ5GCRN98DP", "score": 90, "feedback": 1})
+
+    assert (answer.status_code, answer.json()) == (200, {"log_id": "01JADMCQQQBWH3NXZ5GCRN98DP"})
+    [patch] = cloudflare_api.requests[before:]
+    path = f"/accounts/{ACCOUNT_ID}/ai-gateway/gateways/demo-gw/logs/01JADMCQQQBWH3NXZ5GCRN98DP"
+    assert (patch.method, patch.path, patch.body) == ("PATCH", f"/client/v4{path}",
+                                                      {"score": 90, "feedback": 1})
+    assert {k.lower(): v for k, v in patch.headers.items()}["authorization"] == f"Bearer {TOKEN}"
+    assert body_problems("PATCH", path, patch.body) == []
+    assert patch.status == 200
