@@ -9,6 +9,9 @@
 - A service rendered from the last release (``LAST_RELEASE``, 0.2.0) updates to the working
   tree the same way: no conflict, and byte for byte a fresh render.
 - An update that switches ``language`` turns one target into the other, the same way.
+
+The fresh renders of 0.2.0 (the working tree) come from conftest's plain copy of it, one per
+answer set for the module: the same files as a render of the tag, without a git clone.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BASE_ANSWERS, TEMPLATE_ROOT, rendered_files
+from conftest import BASE_ANSWERS, TEMPLATE_ROOT, render, rendered_files
 from copier import run_copy
 from template_repo import (
     commit_all,
@@ -111,19 +114,37 @@ def _render(template: Path, dst: Path, ref: str, **answers) -> Path:
     return dst
 
 
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """``fresh(**answers)``: a render of the working tree (release 0.2.0 in the template repos
+    above) with ``answers``, once per answer set for the module."""
+    made: dict[str, Path] = {}
+
+    def get(**answers) -> Path:
+        key = repr(sorted(answers.items()))
+        if key not in made:
+            made[key] = render(tmp_path_factory.mktemp("fresh") / "svc", **answers)
+        return made[key]
+
+    return get
+
+
 def _same_project(updated: Path, fresh: Path) -> None:
+    """``updated`` is byte for byte ``fresh``, its answers those of ``fresh`` at 0.2.0."""
     files = rendered_files(updated) - {p for p in rendered_files(updated) if p.startswith(".git/")}
     assert files == rendered_files(fresh)
     for name in sorted(files - {".copier-answers.yml"}):
         assert (updated / name).read_bytes() == (fresh / name).read_bytes(), name
     old = yaml.safe_load((updated / ".copier-answers.yml").read_text(encoding="utf-8"))
     new = yaml.safe_load((fresh / ".copier-answers.yml").read_text(encoding="utf-8"))
+    # fresh comes from a plain folder: no _commit, another _src_path
+    assert old.pop("_commit") == "0.2.0" and "_commit" not in new
     assert {k: v for k, v in old.items() if k != "_src_path"} == {
         k: v for k, v in new.items() if k != "_src_path"}
 
 
 @pytest.mark.parametrize("language", ["python-app", "typescript-worker"])
-def test_service_from_before_the_layout_updates_across_it(two_releases, tmp_path, language):
+def test_service_from_before_the_layout_updates_across_it(two_releases, fresh, tmp_path, language):
     project = _render(two_releases, tmp_path / "svc", "0.1.0", language=language,
                       providers=["anthropic", "compat"])
     init_project(project)
@@ -132,9 +153,7 @@ def test_service_from_before_the_layout_updates_across_it(two_releases, tmp_path
 
     assert result.returncode == 0, result.stderr
     assert files_with_conflicts(project) == []
-    fresh = _render(two_releases, tmp_path / "fresh", "0.2.0", language=language,
-                    providers=["anthropic", "compat"])
-    _same_project(project, fresh)
+    _same_project(project, fresh(language=language, providers=["anthropic", "compat"]))
     # Caller auth arrives on by default (a breaking change): the update says what to do.
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
     assert answers["caller_auth"] == "api-key"
@@ -145,7 +164,7 @@ def test_service_from_before_the_layout_updates_across_it(two_releases, tmp_path
 
 
 @pytest.mark.parametrize("language", ["python-app", "typescript-worker"])
-def test_service_from_the_last_release_updates_cleanly(since_last_release, tmp_path, language):
+def test_service_from_the_last_release_updates_cleanly(since_last_release, fresh, tmp_path, language):
     answers = {"language": language, "providers": ["anthropic", "compat"]}
     project = _render(since_last_release, tmp_path / "svc", "0.1.0", **answers)
     init_project(project)
@@ -154,10 +173,10 @@ def test_service_from_the_last_release_updates_cleanly(since_last_release, tmp_p
 
     assert result.returncode == 0, result.stderr
     assert files_with_conflicts(project) == []
-    _same_project(project, _render(since_last_release, tmp_path / "fresh", "0.2.0", **answers))
+    _same_project(project, fresh(**answers))
 
 
-def test_update_can_switch_the_language(two_releases, tmp_path):
+def test_update_can_switch_the_language(two_releases, fresh, tmp_path):
     project = _render(two_releases, tmp_path / "svc", "0.2.0", language="python-app")
     init_project(project)
 
@@ -167,5 +186,4 @@ def test_update_can_switch_the_language(two_releases, tmp_path):
     assert files_with_conflicts(project) == []
     assert not (project / "pyproject.toml").exists()
     assert not (project / "src" / "demo_svc").exists()
-    fresh = _render(two_releases, tmp_path / "fresh", "0.2.0", language="typescript-worker")
-    _same_project(project, fresh)
+    _same_project(project, fresh(language="typescript-worker"))
