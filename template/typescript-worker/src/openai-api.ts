@@ -210,13 +210,14 @@ async function openAiCall(
   if (chat) checkChat(body);
   const provider = openAiProvider(body.model);
   const stream = body.stream === true;
-  log.set({ provider, model: body.model, stream });
+  log.set({ provider, stream });
   if (!chat && provider === "compat") {
     const message = `embeddings of "${body.model}": the AI REST API documents none; name an `;
     throw new Refused(`${message}OpenAI or @cf/ model`, "model");
   }
   const cf = await withinLimits(request, env, caller, body.model);
   if (chat) capMaxTokens(body, caller);
+  log.set({ model: body.model }); // once checked: a refused request logs no model, as /chat
   const { base, headers } = endpoint(env, provider);
   return { url: `${base}/${path}`, body, headers: { ...headers, ...cf, "content-type": "application/json" }, stream };
 }
