@@ -16,7 +16,15 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import ACCOUNT_ID, AUTH_MODES, TEMPLATE_ROOT, render, rendered_files, run
+from conftest import (
+    ACCOUNT_ID,
+    AUTH_MODES,
+    TEMPLATE_ROOT,
+    plain_template,
+    render,
+    rendered_files,
+    run,
+)
 from testkit import clean_env
 
 PYTHON_FILES = {
@@ -232,8 +240,8 @@ def test_default_models_are_written_once_in_the_provider_table():
     assert "gpt-4o-mini" in (TEMPLATE_ROOT / "includes/providers.jinja").read_text()
 
 
-def test_secrets_and_caches_are_git_ignored(render_project):
-    project = render_project(language="python-app")
+def test_secrets_and_caches_are_git_ignored(variant_project):
+    project = variant_project("unified-billing")  # the default answers (auth_mode's default)
 
     ignored = (project / ".gitignore").read_text().splitlines()
     docker_ignored = (project / ".dockerignore").read_text().splitlines()
@@ -261,8 +269,9 @@ def test_next_steps_after_copy_use_uv(tmp_path):
         "language": "python-app",
     }
     data = [arg for name, value in answers.items() for arg in ("--data", f"{name}={value}")]
-    command = [copier, "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", *data]
-    result = run([*command, str(TEMPLATE_ROOT), str(tmp_path / "svc")], tmp_path)
+    command = [copier, "copy", "--trust", "--defaults", *data]
+    # The working tree as every render here (conftest's plain copy: no git clone of HEAD).
+    result = run([*command, str(plain_template()), str(tmp_path / "svc")], tmp_path)
 
     assert result.returncode == 0, result.stderr
     message = result.stdout + result.stderr

@@ -560,12 +560,13 @@ def test_wrangler_dev_sends_the_exact_headers_over_real_http(worker_project, nam
 
 
 def test_next_steps_after_copy_name_the_node_version(tmp_path):
-    from conftest import BASE_ANSWERS
+    from conftest import BASE_ANSWERS, plain_template
     from template_repo import copier, data_args
 
-    result = copier("copy", "--trust", "--defaults", "--vcs-ref", "HEAD",
+    # The working tree as every render here (conftest's plain copy: no git clone of HEAD).
+    result = copier("copy", "--trust", "--defaults",
                     *data_args({**BASE_ANSWERS, "language": "typescript-worker"}),
-                    str(REPO), str(tmp_path / "svc"), cwd=tmp_path)
+                    str(plain_template()), str(tmp_path / "svc"), cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     message = result.stdout + result.stderr
