@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BASE_ANSWERS, TEMPLATE_ROOT
+from conftest import BASE_ANSWERS, TEMPLATE_ROOT, plain_template
 from copier import run_copy
 from template_repo import commit_all, copier, git, init_project, template_dir
 
@@ -73,12 +74,23 @@ def _update(project: Path, tag: str, *data: str) -> str:
 
 
 def _message_after_copy(dst: Path, **answers) -> str:
+    """What a copy of the working tree prints (conftest's plain copy: no git clone)."""
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
-        run_copy(str(TEMPLATE_ROOT), str(dst), data={**BASE_ANSWERS, **answers},
-                 defaults=True, unsafe=True, vcs_ref="HEAD")
+        run_copy(str(plain_template()), str(dst), data={**BASE_ANSWERS, **answers},
+                 defaults=True, unsafe=True)
     said = stderr.getvalue()
     return said[said.index("Rendered "):].rstrip("\n")
+
+
+@pytest.fixture(scope="module")
+def python_at_0_3_0(releases, tmp_path_factory) -> Path:
+    """The python-app rendered at 0.3.0 and committed: each test updates a copy of it."""
+    return _service(releases, tmp_path_factory.mktemp("p") / "svc", "0.3.0", language="python-app")
+
+
+def _copy_of(project: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(project, tmp_path / "svc", symlinks=True))
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +129,8 @@ def test_update_shows_the_notes_of_the_releases_crossed_only(worker_from_last_re
     assert max(len(line) for line in message.splitlines()) <= 80
 
 
-def test_readme_only_update_shows_no_note_and_no_lock_command(releases, tmp_path):
-    project = _service(releases, tmp_path / "svc", "0.3.0", language="python-app")
+def test_readme_only_update_shows_no_note_and_no_lock_command(python_at_0_3_0, tmp_path):
+    project = _copy_of(python_at_0_3_0, tmp_path)
 
     message = _update(project, "0.3.1")
 
@@ -131,8 +143,8 @@ def test_readme_only_update_shows_no_note_and_no_lock_command(releases, tmp_path
     ]
 
 
-def test_adding_a_provider_on_update_names_the_lock_command(releases, tmp_path):
-    project = _service(releases, tmp_path / "svc", "0.3.0", language="python-app")
+def test_adding_a_provider_on_update_names_the_lock_command(python_at_0_3_0, tmp_path):
+    project = _copy_of(python_at_0_3_0, tmp_path)
 
     message = _update(project, "0.3.1", "--data", 'providers=["anthropic"]')
 
@@ -141,9 +153,9 @@ def test_adding_a_provider_on_update_names_the_lock_command(releases, tmp_path):
     assert "Template 0." not in message
 
 
-def test_update_from_before_0_2_0_shows_the_caller_auth_note(releases, tmp_path):
+def test_update_from_before_0_2_0_shows_the_caller_auth_note(releases, python_at_0_3_0, tmp_path):
     # a project whose answers say 0.1.0 (the release before caller auth)
-    project = _service(releases, tmp_path / "svc", "0.3.0", language="python-app")
+    project = _copy_of(python_at_0_3_0, tmp_path)
     answers = project / ".copier-answers.yml"
     answers.write_text(answers.read_text().replace("_commit: 0.3.0", "_commit: 0.1.0"))
     commit_all(project, "made from 0.1.0")
