@@ -4,6 +4,7 @@ in front of the loopback fake gateway: a chat, a stream, a tool-call round trip,
 with a JSON schema, embeddings, the models list, a 401 in OpenAI's shape; and POST /feedback
 (item 2): the loopback fake Cloudflare API receives exactly the documented PATCH, valid against
 the spec extract. The same cases as tests/test_openai_sdks.py (the Python service): one contract.
+And `npm run eval` (item 3) against that Worker, the fake answering "Reply with exactly: X" with X.
 
 One copy of the "unified-billing" variant (its npm install, shared through a node_modules
 link), one `wrangler dev` for the module.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import httpx
 import openai
@@ -52,10 +54,16 @@ def cloudflare_api():
 
 
 @pytest.fixture(scope="module")
-def worker(worker_project, tmp_path_factory, gateway, cloudflare_api):
-    """The Worker under `wrangler dev --local`; yields its base URL."""
+def worker_dir(worker_project, tmp_path_factory):
+    """The module's copy of the Worker project (node_modules linked)."""
     project = worker_project(CI_VARIANT)
-    path = copy_project(project.path, tmp_path_factory.mktemp("v1") / "svc", project.path / "node_modules")
+    return copy_project(project.path, tmp_path_factory.mktemp("v1") / "svc", project.path / "node_modules")
+
+
+@pytest.fixture(scope="module")
+def worker(worker_project, worker_dir, gateway, cloudflare_api):
+    """The Worker under `wrangler dev --local`; yields its base URL."""
+    project, path = worker_project(CI_VARIANT), worker_dir
     config = path / "wrangler.toml"
     text = re.sub(r'(?m)^ALLOWED_MODELS = ".*"$', f'ALLOWED_MODELS = "{MODELS}"', config.read_text())
     config.write_text(re.sub(r'(?m)^AI_GATEWAY_ID = ".*"$', 'AI_GATEWAY_ID = "demo-gw"', text))
@@ -187,3 +195,48 @@ def test_feedback_is_the_documented_patch_of_the_log(worker, cloudflare_api):
     assert {k.lower(): v for k, v in patch.headers.items()}["authorization"] == f"Bearer {TOKEN}"
     assert body_problems("PATCH", path, patch.body) == []
     assert patch.status == 200
+
+
+# --- npm run eval (issue 21 item 3) -----------------------------------------------------------
+
+def run_eval(worker_dir, env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["node", "scripts/eval.mjs", *args], cwd=worker_dir, capture_output=True,
+                          text=True, timeout=120, check=False, env={**env, "SERVICE_API_KEY": SERVICE_KEY})
+
+
+@pytest.fixture
+def echoing(gateway):
+    """The fake answers X to "Reply with exactly: X" (deterministic replies for the evals)."""
+    gateway.requests.clear()
+    gateway.echo = True
+    yield gateway
+    gateway.echo = False
+
+
+def test_npm_run_eval_passes_the_dataset_and_sends_feedback(worker, worker_dir, worker_project,
+                                                             echoing, cloudflare_api):
+    before = len(cloudflare_api.requests)
+    done = run_eval(worker_dir, worker_project(CI_VARIANT).env, "--url", worker, "--feedback")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["case", "scorer", "result", "log", "id"]
+    assert "passed 5 of 5: 100% (threshold 80%)" in lines
+    assert max(len(line) for line in lines) <= 80
+    report = json.loads((worker_dir / "evals" / "report.json").read_text())
+    assert (report["passed"], report["total"]) == (5, 5)
+    assert all(case["feedback_sent"] for case in report["cases"])
+    patches = cloudflare_api.requests[before:]
+    assert [(p.method, p.body) for p in patches] == [("PATCH", {"score": 100, "feedback": 1})] * 5
+    assert [r.path for r in echoing.requests] == [f"{OPENAI}/chat/completions"] * 5
+
+
+def test_npm_run_eval_exits_1_when_a_case_fails(worker, worker_dir, worker_project, echoing, tmp_path):
+    dataset = tmp_path / "fail.jsonl"
+    dataset.write_text('{"name": "nope", "prompt": "Reply with exactly: a", "expect": {"exact": "b"}}\n')
+    done = run_eval(worker_dir, worker_project(CI_VARIANT).env, "--url", worker,
+                    "--dataset", str(dataset), "--report", str(tmp_path / "r.json"))
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert '  not exactly "b"' in done.stdout.splitlines()
+    assert "passed 0 of 1: 0% (threshold 80%)" in done.stdout
