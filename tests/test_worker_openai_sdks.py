@@ -172,9 +172,9 @@ def test_the_models_list_is_the_allow_list(client):
 
 def test_a_wrong_key_is_a_401_in_openais_shape(worker, gateway):
     gateway.requests.clear()
-    with openai.OpenAI(base_url=f"{worker}/v1", api_key="wrong", max_retries=0) as sdk:
-        with pytest.raises(openai.AuthenticationError) as raised:
-            sdk.models.list()
+    with (openai.OpenAI(base_url=f"{worker}/v1", api_key="wrong", max_retries=0) as sdk,
+          pytest.raises(openai.AuthenticationError) as raised):
+        sdk.models.list()
     assert raised.value.body == {"message": "send Authorization: Bearer <SERVICE_API_KEY>",
                                  "type": "authentication_error", "param": None,
                                  "code": "unauthorized"}

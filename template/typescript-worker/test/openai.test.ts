@@ -2,6 +2,7 @@ import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { SERVICE } from "../src/callers";
 import worker from "../src/index";
+import { PROVIDERS } from "../src/providers";
 import { AUTH_MODE, CALLER_AUTH, GATEWAY_AUTHENTICATION } from "../src/settings";
 import {
   CALLER_HEADERS,
@@ -153,6 +154,16 @@ describe("POST /v1/embeddings and GET /v1/models", () => {
     const sent = await outbound(spy);
     expect(sent.url).toBe(`${GATEWAY}/embeddings`);
     expect(sent.body).toEqual(body);
+  });
+
+  it.runIf(PROVIDERS.has("workers-ai"))("sends @cf/ models to Workers AI with the Cloudflare token", async () => {
+    const spy = stubFetch(() => Response.json({ object: "list", data: [], model: "@cf/meta/llama-3.1-8b-instruct" }));
+    const body = { model: "@cf/meta/llama-3.1-8b-instruct", input: "hello" };
+    const res = await exports.default.fetch(chatRequest(body, {}, "/v1/embeddings"));
+    expect(res.status).toBe(200);
+    const sent = await outbound(spy);
+    expect(sent.url).toBe(GATEWAY.replace(/openai$/, "workers-ai/v1/embeddings"));
+    expect(sent.headers.get("authorization")).toBe("Bearer test-gateway-token");
   });
 
   it("lists the allow-list in OpenAI's shape", async () => {
