@@ -126,22 +126,25 @@ describe("POST /v1/chat/completions", () => {
   });
 });
 
-describe.runIf(CALLER_AUTH === "api-key")("/v1 caller auth", () => {
-  it("answers a wrong key with a 401 in OpenAI's shape", async () => {
-    const res = await exports.default.fetch(
-      chatRequest({ model: "gpt-4o-mini" }, { authorization: "Bearer wrong" }, "/v1/chat/completions"),
-    );
-    expect(res.status).toBe(401);
-    expect(await res.json()).toEqual({
-      error: {
-        message: "send Authorization: Bearer <SERVICE_API_KEY>",
-        type: "authentication_error",
-        param: null,
-        code: "unauthorized",
-      },
+// Only with caller keys: vitest counts a skipped test as missing.
+if (CALLER_AUTH === "api-key") {
+  describe("/v1 caller auth", () => {
+    it("answers a wrong key with a 401 in OpenAI's shape", async () => {
+      const res = await exports.default.fetch(
+        chatRequest({ model: "gpt-4o-mini" }, { authorization: "Bearer wrong" }, "/v1/chat/completions"),
+      );
+      expect(res.status).toBe(401);
+      expect(await res.json()).toEqual({
+        error: {
+          message: "send Authorization: Bearer <SERVICE_API_KEY>",
+          type: "authentication_error",
+          param: null,
+          code: "unauthorized",
+        },
+      });
     });
   });
-});
+}
 
 describe("POST /v1/embeddings and GET /v1/models", () => {
   it("forwards an embeddings request to the gateway's openai endpoint", async () => {
@@ -156,15 +159,17 @@ describe("POST /v1/embeddings and GET /v1/models", () => {
     expect(sent.body).toEqual(body);
   });
 
-  it.runIf(PROVIDERS.has("workers-ai"))("sends @cf/ models to Workers AI with the Cloudflare token", async () => {
-    const spy = stubFetch(() => Response.json({ object: "list", data: [], model: "@cf/meta/llama-3.1-8b-instruct" }));
-    const body = { model: "@cf/meta/llama-3.1-8b-instruct", input: "hello" };
-    const res = await exports.default.fetch(chatRequest(body, {}, "/v1/embeddings"));
-    expect(res.status).toBe(200);
-    const sent = await outbound(spy);
-    expect(sent.url).toBe(GATEWAY.replace(/openai$/, "workers-ai/v1/embeddings"));
-    expect(sent.headers.get("authorization")).toBe("Bearer test-gateway-token");
-  });
+  if (PROVIDERS.has("workers-ai")) {
+    it("sends @cf/ models to Workers AI with the Cloudflare token", async () => {
+      const spy = stubFetch(() => Response.json({ object: "list", data: [], model: "@cf/meta/llama-3.1-8b-instruct" }));
+      const body = { model: "@cf/meta/llama-3.1-8b-instruct", input: "hello" };
+      const res = await exports.default.fetch(chatRequest(body, {}, "/v1/embeddings"));
+      expect(res.status).toBe(200);
+      const sent = await outbound(spy);
+      expect(sent.url).toBe(GATEWAY.replace(/openai$/, "workers-ai/v1/embeddings"));
+      expect(sent.headers.get("authorization")).toBe("Bearer test-gateway-token");
+    });
+  }
 
   it("lists the allow-list in OpenAI's shape", async () => {
     const res = await exports.default.fetch(new Request("https://worker.test/v1/models", { headers: CALLER_HEADERS }));
