@@ -126,7 +126,7 @@ describe("POST /v1/chat/completions", () => {
   });
 });
 
-// Only with caller keys: vitest counts a skipped test as missing.
+// Only a project with caller keys checks them.
 if (CALLER_AUTH === "api-key") {
   describe("/v1 caller auth", () => {
     it("answers a wrong key with a 401 in OpenAI's shape", async () => {
