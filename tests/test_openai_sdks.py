@@ -301,6 +301,22 @@ def test_a_gateway_failure_is_a_502_without_its_body(client, gateway):
                                  "type": "api_error", "param": None, "code": "upstream"}
 
 
+def test_chat_passes_temperature_and_response_format(service, gateway):
+    fresh(gateway)
+    response_format = {"type": "json_schema", "json_schema": {
+        "name": "answer", "schema": {"type": "object"}, "strict": True}}
+    answer = httpx.post(f"{service}/chat", timeout=30,
+                        headers={"authorization": f"Bearer {SERVICE_KEY}"},
+                        json={"prompt": "Hi", "temperature": 0.3, "max_tokens": 20,
+                              "response_format": response_format})
+
+    assert answer.status_code == 200
+    assert json.loads(answer.json()["reply"]) == {"answer": "Hello there"}
+    assert gateway.requests[0].body == {
+        "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}],
+        "max_tokens": 20, "temperature": 0.3, "response_format": response_format}
+
+
 def test_a_callers_hang_up_closes_the_upstream_stream(service, gateway):
     fresh(gateway)
     before = gateway.hang_ups

@@ -212,7 +212,8 @@ async def send(call: OpenAICall, upstream: Upstream) -> Any:
         async with asyncio.timeout_at(call.deadline):
             response = await upstream.forward(call.provider, call.path, call.body, call.headers)
     except UpstreamError as error:
-        request_log.note(log_id=error.log_id, upstream_ms=error.upstream_ms or _since(started))
+        answered = error.status is not None  # the time until the gateway's answer, if any
+        request_log.note(log_id=error.log_id, upstream_ms=_since(started) if answered else None)
         raise error.as_api_error() from None
     except TimeoutError:
         raise timed_out(call.timeout) from None
