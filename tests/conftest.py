@@ -33,6 +33,12 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
+# The rendered Python projects pin `.python-version` (3.12), and a runner that reaches only
+# the package registries cannot download it: uv uses the interpreter running this suite
+# (3.11+, which requires-python admits) and says so at once instead of trying GitHub.
+os.environ.setdefault("UV_PYTHON", str(Path(sys.base_prefix) / "bin" / "python3"))
+os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+
 
 _plain_template: Path | None = None
 
