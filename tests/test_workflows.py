@@ -622,7 +622,7 @@ def test_template_workflows_pass_the_schema_and_zizmor():
 def test_template_ci_runs_the_readmes_test_command():
     from cases import quick_start_commands
 
-    _, test_command = quick_start_commands()
+    test_command = quick_start_commands()[-1]  # after the two render commands
     workflow = load(REPO_WORKFLOWS / "ci.yml")
     assert test_command in runs(workflow)
 
