@@ -29,7 +29,20 @@ export interface ChatRequest {
   /** The most tokens the reply may have (within the caller's cap, callers.toml). */
   maxTokens: number | undefined;
   gateway: GatewayOptions;
+  /** OpenAI's sampling temperature, 0 to 2. */
+  temperature: number | undefined;
+  /** OpenAI's response_format: text, JSON, or JSON that follows a schema. */
+  responseFormat: ResponseFormat | undefined;
 }
+
+/** OpenAI's `response_format`, checked (`checkResponseFormat`). */
+export type ResponseFormat =
+  | { type: "text" }
+  | { type: "json_object" }
+  | {
+      type: "json_schema";
+      json_schema: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean };
+    };
 
 /** The largest `max_tokens` a request may ask for. */
 export const MAX_TOKENS_LIMIT = 1_000_000;
@@ -93,7 +106,8 @@ export async function readChatRequest(request: Request, maxBytes: number, deadli
   if (typeof body !== "object" || body === null || Array.isArray(body)) {
     throw new BadRequestError('the request body must be a JSON object with "prompt" or "messages"');
   }
-  const { prompt, messages, model, stream, max_tokens: maxTokens, gateway } = body as Record<string, unknown>;
+  const fields = body as Record<string, unknown>;
+  const { prompt, messages, model, stream, max_tokens: maxTokens, gateway, temperature } = fields;
   let chat: ChatMessage[];
   if (typeof prompt === "string" && prompt.trim() !== "") {
     chat = [{ role: "user", content: prompt }];
@@ -112,13 +126,82 @@ export async function readChatRequest(request: Request, maxBytes: number, deadli
   if (maxTokens !== undefined && !(wholeTokens && maxTokens >= 1 && maxTokens <= MAX_TOKENS_LIMIT)) {
     throw new BadRequestError(`"max_tokens" must be an integer from 1 to ${MAX_TOKENS_LIMIT}`);
   }
+  const checkedOptions = options(request, gateway);
+  // null stands for "not given" in both, as OpenAI reads them.
+  if (temperature != null && !(typeof temperature === "number" && temperature >= 0 && temperature <= 2)) {
+    throw new BadRequestError('"temperature" must be a number from 0 to 2');
+  }
   return {
     messages: chat,
     model: model as string | undefined,
     stream: stream === true,
     maxTokens: maxTokens as number | undefined,
-    gateway: options(request, gateway),
+    gateway: checkedOptions,
+    temperature: (temperature ?? undefined) as number | undefined,
+    responseFormat: fields.response_format != null ? checkResponseFormat(fields.response_format) : undefined,
   };
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+/** A JSON schema's or a function's name, as OpenAI takes it. */
+const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * `response_format` as OpenAI defines it, or a 400 naming the first thing wrong in the same
+ * words as the Python service: `{"type": "text"}`, `{"type": "json_object"}`, or
+ * `{"type": "json_schema", "json_schema": {"name", "description"?, "schema"?, "strict"?}}`.
+ */
+export function checkResponseFormat(value: unknown): ResponseFormat {
+  const refuse = (where: string, problem: string) => new BadRequestError(`response_format${where}: ${problem}`);
+  if (!isObject(value)) throw refuse("", "Input should be a valid dictionary or instance of ResponseFormat");
+  const { type, json_schema: jsonSchema } = value;
+  if (!("type" in value)) throw refuse(".type", "Field required");
+  if (type !== "text" && type !== "json_object" && type !== "json_schema") {
+    throw refuse(".type", "Input should be 'text', 'json_object' or 'json_schema'");
+  }
+  if (jsonSchema !== undefined && jsonSchema !== null) checkJsonSchema(jsonSchema, refuse);
+  const extra = Object.keys(value).find((key) => key !== "type" && key !== "json_schema");
+  if (extra !== undefined) throw refuse(`.${extra}`, "Extra inputs are not permitted");
+  const withSchema = jsonSchema !== undefined && jsonSchema !== null;
+  if ((type === "json_schema") !== withSchema) {
+    throw refuse("", 'Value error, "json_schema" goes with type "json_schema", and only there');
+  }
+  if (type !== "json_schema") return { type };
+  const { name, description, schema, strict } = jsonSchema as Record<string, unknown>;
+  // What was given goes on as it was, but for nulls ("not given").
+  return {
+    type,
+    json_schema: {
+      name: name as string,
+      ...(description != null ? { description: description as string } : {}),
+      ...(schema != null ? { schema: schema as Record<string, unknown> } : {}),
+      ...(strict != null ? { strict: strict as boolean } : {}),
+    },
+  };
+}
+
+function checkJsonSchema(value: unknown, refuse: (where: string, problem: string) => BadRequestError): void {
+  if (!isObject(value)) {
+    throw refuse(".json_schema", "Input should be a valid dictionary or instance of JsonSchemaFormat");
+  }
+  const { name, description, schema, strict } = value;
+  if (!("name" in value)) throw refuse(".json_schema.name", "Field required");
+  if (typeof name !== "string") throw refuse(".json_schema.name", "Input should be a valid string");
+  if (!NAME_PATTERN.test(name)) {
+    throw refuse(".json_schema.name", "String should match pattern '^[A-Za-z0-9_-]{1,64}$'");
+  }
+  if (description != null && typeof description !== "string") {
+    throw refuse(".json_schema.description", "Input should be a valid string");
+  }
+  if (schema != null && !isObject(schema)) throw refuse(".json_schema.schema", "Input should be a valid dictionary");
+  if (strict != null && typeof strict !== "boolean") {
+    throw refuse(".json_schema.strict", "Input should be a valid boolean");
+  }
+  const known = ["name", "description", "schema", "strict"];
+  const extra = Object.keys(value).find((key) => !known.includes(key));
+  if (extra !== undefined) throw refuse(`.json_schema.${extra}`, "Extra inputs are not permitted");
 }
 
 /** The body's gateway options; a caller's own trace id (request header) wins over the body's. */

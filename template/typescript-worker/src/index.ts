@@ -59,7 +59,7 @@ async function route(request: Request, env: Env, log: RequestLog): Promise<Respo
   if (other) return other;
   if (!provider) throw new HttpError(404, `no route for ${request.method} ${pathname}`);
   if (request.method !== "POST") throw notAllowed(request, "POST");
-  return chat(request, env, provider, caller, log);
+  return chat(request, env, name, provider, caller, log);
 }
 
 /** The OpenAI-compatible API (src/openai-api.ts) and /feedback (src/feedback.ts). */
@@ -91,6 +91,7 @@ const V1_POSTS: Record<string, string> = {
 async function chat(
   request: Request,
   env: Env,
+  name: string,
   provider: Provider,
   caller: Caller,
   log: RequestLog,
@@ -98,6 +99,9 @@ async function chat(
   const { maxBodyBytes, maxUpstreamBytes, timeoutSeconds } = limits(env);
   return withDeadline(timeoutSeconds, async (deadline) => {
     const asked = await readChatRequest(request, maxBodyBytes, deadline);
+    if (asked.responseFormat !== undefined && !provider.jsonMode) {
+      throw new BadRequestError(`"response_format" is not available on /chat/${name}`);
+    }
     const model = asked.model ?? provider.defaultModel;
     if (!allowedModels(env, provider.defaultModel).includes(model)) {
       throw new BadRequestError(`model ${JSON.stringify(model)} is not allowed (ALLOWED_MODELS)`);

@@ -25,8 +25,14 @@ export async function chatCompletions(call: ChatCall, api: OpenAiCompatibleApi):
   });
   // The SDK's message type is narrower than what callers may send; the API checks the rest.
   const messages = call.input.messages as OpenAI.Chat.ChatCompletionMessageParam[];
-  const { maxTokens } = call.input;
-  const params = { model: call.model, messages, ...(maxTokens !== undefined ? { max_tokens: maxTokens } : {}) };
+  const { maxTokens, temperature, responseFormat } = call.input;
+  const params = {
+    model: call.model,
+    messages,
+    ...(maxTokens !== undefined ? { max_tokens: maxTokens } : {}),
+    ...(temperature !== undefined ? { temperature } : {}),
+    ...(responseFormat !== undefined ? { response_format: responseFormat } : {}),
+  };
   const options = { headers: gatewayHeaders(call.input.gateway), signal: call.upstream.signal };
   if (call.input.stream) {
     const chunks = await client.chat.completions.create({ ...params, stream: true }, options);

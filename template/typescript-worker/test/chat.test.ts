@@ -178,6 +178,86 @@ describe("POST /chat", () => {
       `http://127.0.0.1:8787/v1/${env.CLOUDFLARE_ACCOUNT_ID}/${env.AI_GATEWAY_ID}/openai/chat/completions`,
     );
   });
+
+  it("passes max_tokens, temperature and response_format on as OpenAI's fields", async () => {
+    const spy = stubFetch(completion('{"answer":"Hi"}'));
+    const responseFormat = {
+      type: "json_schema",
+      json_schema: { name: "answer", schema: { type: "object" }, strict: true },
+    };
+    const res = await exports.default.fetch(
+      chatRequest({ prompt: "Hi", temperature: 0.3, max_tokens: 20, response_format: responseFormat }),
+    );
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ reply: '{"answer":"Hi"}' });
+    expect((await outbound(spy)).body).toEqual({
+      model: DEFAULT_OPENAI_MODEL,
+      messages: [{ role: "user", content: "Hi" }],
+      max_tokens: 20,
+      temperature: 0.3,
+      response_format: responseFormat,
+    });
+  });
+
+  it("sends null temperature and response_format as not given, and drops a schema's nulls", async () => {
+    const spy = stubFetch(completion("ok"), completion("ok"));
+    const responseFormat = { type: "json_schema", json_schema: { name: "a", schema: null, strict: null } };
+    await exports.default.fetch(chatRequest({ prompt: "Hi", temperature: null, response_format: null }));
+    await exports.default.fetch(chatRequest({ prompt: "Hi", temperature: 0, response_format: responseFormat }));
+    const [first, second] = [await outbound(spy, 0), await outbound(spy, 1)];
+    expect(first.body).toEqual({ model: DEFAULT_OPENAI_MODEL, messages: [{ role: "user", content: "Hi" }] });
+    expect(second.body).toEqual({
+      model: DEFAULT_OPENAI_MODEL,
+      messages: [{ role: "user", content: "Hi" }],
+      temperature: 0,
+      response_format: { type: "json_schema", json_schema: { name: "a" } },
+    });
+  });
+
+  // The Python service's words for each (its pydantic shapes), so both services answer alike.
+  it.each([
+    [{ temperature: "0.3" }, '"temperature" must be a number from 0 to 2'],
+    [{ temperature: true }, '"temperature" must be a number from 0 to 2'],
+    [{ temperature: 2.5 }, '"temperature" must be a number from 0 to 2'],
+    [{ temperature: -0.1 }, '"temperature" must be a number from 0 to 2'],
+    [{ response_format: "json" }, "response_format: Input should be a valid dictionary or instance of ResponseFormat"],
+    [{ response_format: {} }, "response_format.type: Field required"],
+    [
+      { response_format: { type: "xml" } },
+      "response_format.type: Input should be 'text', 'json_object' or 'json_schema'",
+    ],
+    [{ response_format: { type: "text", extra: 1 } }, "response_format.extra: Extra inputs are not permitted"],
+    [
+      { response_format: { type: "json_schema" } },
+      'response_format: Value error, "json_schema" goes with type "json_schema", and only there',
+    ],
+    [
+      { response_format: { type: "text", json_schema: { name: "a" } } },
+      'response_format: Value error, "json_schema" goes with type "json_schema", and only there',
+    ],
+    [{ response_format: { type: "json_schema", json_schema: {} } }, "response_format.json_schema.name: Field required"],
+    [
+      { response_format: { type: "json_schema", json_schema: { name: "a b" } } },
+      "response_format.json_schema.name: String should match pattern '^[A-Za-z0-9_-]{1,64}$'",
+    ],
+    [
+      { response_format: { type: "json_schema", json_schema: { name: "a", schema: [] } } },
+      "response_format.json_schema.schema: Input should be a valid dictionary",
+    ],
+    [
+      { response_format: { type: "json_schema", json_schema: { name: "a", strict: "yes" } } },
+      "response_format.json_schema.strict: Input should be a valid boolean",
+    ],
+    [
+      { response_format: { type: "json_schema", json_schema: { name: "a", other: 1 } } },
+      "response_format.json_schema.other: Extra inputs are not permitted",
+    ],
+  ])("refuses %j with 400, nothing sent", async (fields, error) => {
+    const spy = stubFetch();
+    const res = await exports.default.fetch(chatRequest({ prompt: "Hi", ...fields }));
+    expect([res.status, await res.json()]).toEqual([400, { error }]);
+    expect(spy).not.toHaveBeenCalled();
+  });
 });
 
 describe("errors", () => {
