@@ -23,7 +23,7 @@ from typing import Self
 import httpx
 import pytest
 from conftest import ACCOUNT_ID, render
-from testkit import FakeGateway, free_port
+from testkit import FakeGateway, ServiceProcess, free_port
 
 SERVICE_KEY = "svc-key-canary-31c9"
 GATEWAY_TOKEN = "tok-gw-canary-5e02"
@@ -70,30 +70,13 @@ key_sha256 = ["{sha256(KEYS['carol-old'])}", "{sha256(KEYS['carol-new'])}"]
 """
 
 
-class Service:
-    """`python -m demo_svc serve` on a free loopback port; its output in ``log``."""
-
-    def __init__(self, project: Path, env: dict[str, str], log: Path):
-        self.port = free_port()
-        self.project, self.env, self.log = project, env, log
+class Service(ServiceProcess):
+    """The rendered service (tools/testkit.py) with an HTTP client and its request log."""
 
     def __enter__(self) -> Self:
-        self.log_file = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "demo_svc", "serve", "--port", str(self.port)],
-            cwd=self.project, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
-        give_up = time.monotonic() + 60
-        while self.proc.poll() is None and time.monotonic() < give_up:
-            try:
-                self.client.get("/health")
-                return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        self.__exit__()
-        raise AssertionError(f"the service did not start:\n{self.log.read_text()[-3000:]}")
+        super().__enter__()
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+        return self
 
     def chat(self, key: str, **body) -> httpx.Response:
         return self.client.post("/chat", json={"prompt": "hi", **body},
@@ -112,15 +95,7 @@ class Service:
 
     def __exit__(self, *exc) -> None:
         self.client.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log_file.close()
-
+        super().__exit__(*exc)
 
 def service_env(project: Path, gateway: FakeGateway, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()

@@ -17,14 +17,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Self
 
 import httpx
 import pytest
 from conftest import ACCOUNT_ID, render
-from testkit import free_port, load_module
+from testkit import ServiceProcess, load_module
 from worker_toolchain import REPO, WranglerDev, npm_group
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -56,41 +54,6 @@ def gateway(python_project):
         yield running
 
 
-class PythonService:
-    """`python -m demo_svc serve` on a free loopback port; its output in ``log``."""
-
-    def __init__(self, project: Path, env: dict[str, str], log: Path):
-        self.port = free_port()
-        self.project, self.env, self.log = project, env, log
-
-    def __enter__(self) -> Self:
-        self.log_file = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "demo_svc", "serve", "--port", str(self.port)],
-            cwd=self.project, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        give_up = time.monotonic() + 60
-        while self.proc.poll() is None and time.monotonic() < give_up:
-            try:
-                httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=5)
-                return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        self.__exit__()
-        raise AssertionError(f"the service did not start:\n{self.log.read_text()[-3000:]}")
-
-    def __exit__(self, *exc) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log_file.close()
-
-
 @pytest.fixture(scope="module")
 def python_url(python_project, gateway, tmp_path_factory):
     env = {k: v for k, v in os.environ.items()
@@ -98,7 +61,7 @@ def python_url(python_project, gateway, tmp_path_factory):
     env.update(PYTHONPATH=str(python_project / "src"), CLOUDFLARE_ACCOUNT_ID=ACCOUNT_ID,
                AI_GATEWAY_BASE_URL=gateway.url, CF_AIG_TOKEN="tok-gw", SERVICE_API_KEY=SERVICE_KEY)
     log = tmp_path_factory.mktemp("chat-page-python") / "service.log"
-    with PythonService(python_project, env, log) as service:
+    with ServiceProcess(python_project, env, log) as service:
         yield f"http://127.0.0.1:{service.port}"
 
 

@@ -23,17 +23,15 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
 import pytest
 from conftest import ACCOUNT_ID, render
+from testkit import ServiceProcess
 from worker_toolchain import VARIANTS, FakeGateway, WranglerDev, free_port
 
 # Canaries: every secret the services are given, and a prompt; none may appear in a log.
@@ -308,41 +306,6 @@ def settings(gateway: FakeGateway) -> dict[str, str]:
         "SERVICE_API_KEY": SERVICE_KEY,
         "OPENAI_API_KEY": PROVIDER_KEY,
     }
-
-
-class Uvicorn:
-    """`python -m demo_svc serve` on a loopback port, in its own process group."""
-
-    def __init__(self, project: Path, env: dict[str, str], log: Path):
-        self.port = free_port()
-        self.project, self.env, self.log = project, env, log
-
-    def __enter__(self) -> Self:
-        self.log_file = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "demo_svc", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=self.project, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.__exit__()
-        raise AssertionError(f"the service did not come up:\n{self.log.read_text()[-3000:]}")
-
-    def __exit__(self, *exc) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log_file.close()
 
 
 def python_env(project: Path, gateway: FakeGateway, **extra: str) -> dict[str, str]:
@@ -784,7 +747,8 @@ def python_service(tmp_path_factory) -> Path:
 
 def test_the_python_service_keeps_the_contract(python_service, tmp_path):
     problems, log = Problems(), tmp_path / "uvicorn.log"
-    with FakeGateway() as gateway, Uvicorn(python_service, python_env(python_service, gateway), log) as service:
+    with FakeGateway() as gateway, ServiceProcess(
+            python_service, python_env(python_service, gateway), log) as service:
         log_ids = run_table(service.port, gateway, problems, document(python_service))
         problems.run("GET /openapi.json", assert_document_served, service.port, document(python_service))
         problems.run("schemathesis", run_schemathesis, service.port, document(python_service))
@@ -797,7 +761,7 @@ def test_python_streams_end_with_their_caller_and_answers_are_bounded(python_ser
     problems, log = Problems(), tmp_path / "uvicorn.log"
     with FakeGateway() as gateway:
         env = python_env(python_service, gateway, REQUEST_TIMEOUT_SECONDS=str(LONG_DEADLINE_S))
-        with Uvicorn(python_service, env, log) as service:
+        with ServiceProcess(python_service, env, log) as service:
             problems.run("hang-up", assert_hang_up_closes_upstream, service.port, gateway)
             log_ids = {}
             problems.run("endless", assert_endless_answers_are_bounded, service.port, gateway, service.proc.pid,
@@ -811,7 +775,7 @@ def test_an_anonymous_caller_learns_nothing_about_settings_python(python_service
     """Invalid gateway settings: 401 without the key, 500 naming the setting only with it."""
     with FakeGateway() as gateway:
         env = python_env(python_service, gateway, CLOUDFLARE_ACCOUNT_ID="not-an-account")
-        with Uvicorn(python_service, env, tmp_path / "uvicorn.log") as service:
+        with ServiceProcess(python_service, env, tmp_path / "uvicorn.log") as service:
             assert_settings_hidden(service.port, gateway)
 
 
@@ -819,7 +783,7 @@ def test_an_unreachable_gateway_is_named_in_the_502_python(python_service, tmp_p
     with FakeGateway() as gateway:
         closed = free_port()  # nothing listens there
         env = python_env(python_service, gateway, AI_GATEWAY_BASE_URL=f"http://127.0.0.1:{closed}/v1")
-        with Uvicorn(python_service, env, tmp_path / "uvicorn.log") as service:
+        with ServiceProcess(python_service, env, tmp_path / "uvicorn.log") as service:
             assert_unreachable_named(service.port, closed)
 
 

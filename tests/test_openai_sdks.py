@@ -13,17 +13,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
+import shutil
 import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
+from cases import (
+    NODE_SDK_ANSWERS,
+    NODE_SDK_CLIENT,
+    NODE_SDK_FIRST_BODY,
+    NODE_SDK_TOOL_CALL,
+)
 from conftest import ACCOUNT_ID, TEMPLATE_ROOT, render
 from fake_cloudflare_api import TOKEN, FakeCloudflareAPI, body_problems
-from testkit import FakeGateway, free_port, run
+from testkit import FakeGateway, ServiceProcess, run
 
 SERVICE_KEY = "svc-key-canary-v1-77a0"
 GATEWAY_TOKEN = "tok-gw-canary-v1-19c3"
@@ -69,7 +74,7 @@ def service_log(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def service(project, gateway, cloudflare_api, service_log):
     """The service on a free port; yields its base URL."""
-    port, log = free_port(), service_log
+    log = service_log
     callers = log.parent / "callers.toml"
     digest = hashlib.sha256(ALICE_KEY.encode()).hexdigest()
     callers.write_text(f'[callers.alice]\nkey_sha256 = "{digest}"\nmodels = ["gpt-4o-mini"]\n')
@@ -80,24 +85,8 @@ def service(project, gateway, cloudflare_api, service_log):
                SERVICE_API_KEY=SERVICE_KEY, ALLOWED_MODELS=MODELS,
                CLOUDFLARE_API_BASE_URL=cloudflare_api.base_url, CLOUDFLARE_API_TOKEN=TOKEN,
                CALLERS_FILE=str(callers))
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "demo_svc", "serve", "--port", str(port)],
-                                cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        give_up = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=5)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < give_up, log.read_text()[-3000:]
-                time.sleep(0.05)
-        try:
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with ServiceProcess(project, env, log) as running:
+        yield running.url
 
 
 def fresh(gateway: FakeGateway) -> None:
@@ -366,39 +355,6 @@ def test_each_v1_request_logs_one_line_like_chat(client, gateway, service_log):
     assert "log me" not in service_log.read_text() and SERVICE_KEY not in service_log.read_text()
 
 
-NODE_CLIENT = """
-import OpenAI from "openai";
-const client = new OpenAI({ baseURL: process.env.BASE_URL, apiKey: process.env.API_KEY,
-                            maxRetries: 0 });
-const user = (content) => [{ role: "user", content }];
-const weather = JSON.parse(process.env.TOOL);
-const out = {};
-out.chat = (await client.chat.completions.create({ model: "gpt-4o-mini", messages: user("Hi"),
-  temperature: 0.5 })).choices[0].message.content;
-out.stream = "";
-for await (const chunk of await client.chat.completions.create({
-  model: "gpt-4o-mini", messages: user("Hi"), stream: true })) {
-  out.stream += chunk.choices[0]?.delta?.content ?? "";
-}
-const asked = await client.chat.completions.create({ model: "gpt-4o-mini",
-  messages: user("Paris?"), tools: [weather] });
-const call = asked.choices[0].message.tool_calls[0];
-out.tool = (await client.chat.completions.create({ model: "gpt-4o-mini", tools: [weather],
-  messages: [...user("Paris?"), asked.choices[0].message,
-             { role: "tool", tool_call_id: call.id, content: "rain" }] })).choices[0].message.content;
-out.json = JSON.parse((await client.chat.completions.create({ model: "gpt-4o-mini",
-  messages: user("Hi"), response_format: { type: "json_schema", json_schema: { name: "a",
-  schema: { type: "object", properties: { answer: { type: "string" } } } } } }))
-  .choices[0].message.content);
-out.embedding = (await client.embeddings.create({ model: "text-embedding-3-small",
-  input: "four", encoding_format: "float" })).data[0].embedding;
-out.models = (await client.models.list()).data.map((m) => m.id);
-try { await new OpenAI({ baseURL: process.env.BASE_URL, apiKey: "wrong" }).models.list(); }
-catch (error) { out.unauthorized = [error.status, error.error?.type]; }
-console.log(JSON.stringify(out));
-"""
-
-
 def test_the_node_sdk_does_the_same_against_the_python_service(service, gateway, npm_env,
                                                              tmp_path):
     version = json.loads((TEMPLATE_ROOT / "includes" / "providers.jinja").read_text()
@@ -407,7 +363,7 @@ def test_the_node_sdk_does_the_same_against_the_python_service(service, gateway,
     installed = run(["npm", "install", f"openai@{version}", "--prefer-offline", "--no-audit",
                      "--no-fund"], tmp_path, npm_env, timeout=300)
     assert installed.returncode == 0, installed.output
-    (tmp_path / "client.mjs").write_text(NODE_CLIENT)
+    shutil.copy(NODE_SDK_CLIENT, tmp_path / "client.mjs")
     fresh(gateway)
     env = {**npm_env, "BASE_URL": f"{service}/v1", "API_KEY": SERVICE_KEY,
            "TOOL": json.dumps(WEATHER)}
@@ -415,16 +371,10 @@ def test_the_node_sdk_does_the_same_against_the_python_service(service, gateway,
 
     assert result.returncode == 0, result.output
     assert json.loads(result.output.strip().splitlines()[-1]) == {
-        "chat": "Hello there", "stream": "Hello there", "tool": "The tool answered: rain",
-        "json": {"answer": "Hello there"}, "embedding": [4.0, 0.5, -0.5],
-        "models": ["gpt-4o-mini", "text-embedding-3-small", "@cf/baai/bge-small-en-v1.5"],
-        "unauthorized": [401, "authentication_error"]}
-    assert gateway.requests[0].body == {"model": "gpt-4o-mini", "temperature": 0.5,
-                                        "messages": [{"role": "user", "content": "Hi"}]}
-    assert gateway.requests[3].body["messages"][1] == {
-        "role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function",
-             "function": {"name": "get_weather", "arguments": '{"q": "Paris?"}'}}]}
+        **NODE_SDK_ANSWERS,
+        "models": ["gpt-4o-mini", "text-embedding-3-small", "@cf/baai/bge-small-en-v1.5"]}
+    assert gateway.requests[0].body == NODE_SDK_FIRST_BODY
+    assert gateway.requests[3].body["messages"][1] == NODE_SDK_TOOL_CALL
 
 
 # --- POST /feedback ---------------------------------------------------------------------------

@@ -12,6 +12,8 @@
   ``gateway.api_url`` for ``CLOUDFLARE_API_BASE_URL``.
 - ``load_module(path, name)``: import a Python file that is not on ``sys.path``.
 - ``clean_env(**extra)``: this environment without the rendered services' own variables.
+- ``ServiceProcess(project, env, log)``: a rendered python-app's ``python -m <package> serve``
+  on a free loopback port, started and stopped as a context manager.
 
 ``tests/conftest.py`` puts tools/ on ``sys.path``; the benchmarks do the same.
 """
@@ -26,10 +28,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Self
 
 ROOT = Path(__file__).resolve().parents[1]
-__all__ = ["ROOT", "CommandFailed", "FakeGateway", "Result", "clean_env", "free_port", "load_module",
-           "run"]
+__all__ = ["ROOT", "CommandFailed", "FakeGateway", "Result", "ServiceProcess", "clean_env", "free_port",
+           "load_module", "run"]
 
 
 class CommandFailed(AssertionError):
@@ -108,6 +111,43 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class ServiceProcess:
+    """``python -m <package> serve`` of the rendered python-app in ``project`` on a free
+    loopback port, in its own process group; everything it prints goes to ``log``."""
+
+    def __init__(self, project: Path, env: dict[str, str], log: Path, package: str = "demo_svc"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.project, self.env, self.log, self.package = project, env, log, package
+
+    def __enter__(self) -> Self:
+        self.log_file = self.log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.package, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=self.project, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        give_up = time.monotonic() + 60
+        while self.proc.poll() is None and time.monotonic() < give_up:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.__exit__()
+        raise AssertionError(f"the service did not start:\n{self.log.read_text()[-3000:]}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.log_file.close()
 
 
 def load_module(path: Path, name: str) -> ModuleType:
