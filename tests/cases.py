@@ -160,3 +160,22 @@ def quick_start_commands() -> list[str]:
     readme = (TEMPLATE_ROOT / "README.md").read_text()
     section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```sh\n(.*?)\n```", section, flags=re.S)
+
+
+# The official Node OpenAI SDK against a service's /v1 (tests/openai_node_client.mjs), the same
+# run for the Python service (tests/test_openai_sdks.py) and the Worker
+# (tests/test_worker_openai_sdks.py), each in front of the fake gateway, which answers
+# "Hello there": what the script prints, but for "models" (each service's ALLOWED_MODELS).
+NODE_SDK_CLIENT = TEMPLATE_ROOT / "tests" / "openai_node_client.mjs"
+NODE_SDK_ANSWERS = {
+    "chat": "Hello there", "stream": "Hello there", "tool": "The tool answered: rain",
+    "json": {"answer": "Hello there"}, "embedding": [4.0, 0.5, -0.5],
+    "unauthorized": [401, "authentication_error"]}
+# What the gateway receives: the first chat as the SDK sent it, and (the 4th request) the
+# assistant's tool call sent back as it came.
+NODE_SDK_FIRST_BODY = {"model": "gpt-4o-mini", "temperature": 0.5,
+                       "messages": [{"role": "user", "content": "Hi"}]}
+NODE_SDK_TOOL_CALL = {
+    "role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"q": "Paris?"}'}}]}

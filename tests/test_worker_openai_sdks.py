@@ -1,7 +1,8 @@
 """OpenAI-compatible endpoints (issue 21 item 1), Worker target: the OFFICIAL OpenAI Python SDK
 pointed at the rendered Worker's /v1 (`wrangler dev --local`) with a caller key as its api_key,
 in front of the loopback fake gateway: a chat, a stream, a tool-call round trip, response_format
-with a JSON schema, embeddings, the models list, a 401 in OpenAI's shape; and POST /feedback
+with a JSON schema, embeddings, the models list, a 401 in OpenAI's shape; the official Node SDK
+the same (tests/openai_node_client.mjs, also run against Python); and POST /feedback
 (item 2): the loopback fake Cloudflare API receives exactly the documented PATCH, valid against
 the spec extract. The same cases as tests/test_openai_sdks.py (the Python service): one contract.
 And `npm run eval` (item 3) against that Worker, the fake answering "Reply with exactly: X" with X.
@@ -13,14 +14,22 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 
 import httpx
 import openai
 import pytest
+from cases import (
+    NODE_SDK_ANSWERS,
+    NODE_SDK_CLIENT,
+    NODE_SDK_FIRST_BODY,
+    NODE_SDK_TOOL_CALL,
+)
 from conftest import ACCOUNT_ID
 from fake_cloudflare_api import TOKEN, FakeCloudflareAPI, body_problems
 from test_worker_callers import copy_project
+from testkit import run
 from worker_toolchain import CI_VARIANT, FakeGateway, WranglerDev, npm_group
 
 pytestmark = pytest.mark.xdist_group(npm_group(CI_VARIANT))  # its npm install, once per run
@@ -168,6 +177,23 @@ def test_embeddings(client, gateway):
 def test_the_models_list_is_the_allow_list(client):
     assert [(m.id, m.owned_by) for m in client.models.list().data] == [
         ("gpt-4o-mini", "openai"), ("text-embedding-3-small", "openai")]
+
+
+def test_the_node_sdk_does_the_same(worker, worker_dir, worker_project, gateway, tmp_path):
+    """The official Node SDK (npm `openai`: the project's own dependency, its node_modules)
+    runs tests/openai_node_client.mjs, as tests/test_openai_sdks.py does against Python."""
+    (tmp_path / "node_modules").symlink_to(worker_dir / "node_modules", target_is_directory=True)
+    shutil.copy(NODE_SDK_CLIENT, tmp_path / "client.mjs")
+    gateway.requests.clear()
+    env = {**worker_project(CI_VARIANT).env, "BASE_URL": f"{worker}/v1", "API_KEY": SERVICE_KEY,
+           "TOOL": json.dumps(WEATHER)}
+    result = run(["node", "client.mjs"], tmp_path, env, timeout=120)
+
+    assert result.returncode == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1]) == {
+        **NODE_SDK_ANSWERS, "models": ["gpt-4o-mini", "text-embedding-3-small"]}
+    assert gateway.requests[0].body == NODE_SDK_FIRST_BODY
+    assert gateway.requests[3].body["messages"][1] == NODE_SDK_TOOL_CALL
 
 
 def test_a_wrong_key_is_a_401_in_openais_shape(worker, gateway):
