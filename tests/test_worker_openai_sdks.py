@@ -266,3 +266,16 @@ def test_npm_run_eval_exits_1_when_a_case_fails(worker, worker_dir, worker_proje
     assert done.returncode == 1, done.stdout + done.stderr
     assert '  not exactly "b"' in done.stdout.splitlines()
     assert "passed 0 of 1: 0% (threshold 80%)" in done.stdout
+
+    # CI's command (ci.yml; it passes there: tests/test_workflows.py) fails the same way: its own
+    # fake (scripts/fake_gateway.py --echo), its own `wrangler dev --local`, in a copy of the
+    # project (its build must not touch the module's Worker), no SERVICE_API_KEY, no .dev.vars.
+    copy = copy_project(worker_dir, tmp_path / "ci", worker_dir / "node_modules")
+    env = {k: v for k, v in worker_project(CI_VARIANT).env.items() if k != "SERVICE_API_KEY"}
+    ci = run(["npm", "run", "eval:fake", "--", "--dataset", str(dataset), "--report",
+              str(tmp_path / "ci.json")], copy, env, timeout=300)
+
+    assert ci.returncode == 1, ci.output
+    assert '  not exactly "b"' in ci.output.splitlines()
+    assert "passed 0 of 1: 0% (threshold 80%)" in ci.output
+    assert json.loads((tmp_path / "ci.json").read_text())["cases"][0]["reply"] == "a"

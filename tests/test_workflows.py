@@ -173,6 +173,7 @@ def test_worker_ci_runs_every_check_and_a_dry_run_deploy(projects):
         "npm run typecheck",
         "npm run cf-typegen -- --check\ngit diff --exit-code -- worker-configuration.d.ts\n",
         "npm test",
+        "npm run eval:fake",
         "npx wrangler deploy --dry-run --outdir dist",
     ]
     scripts = json.loads((project / "package.json").read_text())["scripts"]
@@ -275,7 +276,8 @@ def test_worker_ci_steps_pass_on_the_rendered_worker(worker_project):
     """The owner's first day: npm install, commit everything, push; CI runs ci.yml (its
     `npm ci` reinstalls from the package-lock.json the first install wrote). Its steps are this
     variant's lint, typecheck, types check, vitest and dry-run deploy: test_worker_target.py
-    runs them for the other variants only, and here they must show what they show there."""
+    runs them for the other variants only, and here they must show what they show there; and the
+    evals, against the fake gateway under `wrangler dev --local`."""
     from template_repo import git, init_project
 
     project = worker_project(CI_VARIANT)  # rendered and `npm install`-ed once per run
@@ -285,7 +287,7 @@ def test_worker_ci_steps_pass_on_the_rendered_worker(worker_project):
     env = project.env  # actions/setup-node: Node 22 and npm on PATH
 
     done = run_ci(project.path, env)
-    assert len(done) == 6
+    assert len(done) == 7
     assert (project.path / "node_modules/wrangler/package.json").is_file()
     # The steps, by what they run (test_worker_ci_runs_every_check_and_a_dry_run_deploy pins the
     # exact list): the same checks as test_worker_target.py's per-variant tests.
@@ -296,6 +298,8 @@ def test_worker_ci_steps_pass_on_the_rendered_worker(worker_project):
     METRICS.setdefault(CI_VARIANT, {})["typecheck s"] = round(done["npm run typecheck"].seconds, 1)
     check_vitest(CI_VARIANT, done["npm test"].output, done["npm test"].seconds)
     check_dry_run(CI_VARIANT, project.path, done["npx wrangler deploy --dry-run --outdir dist"].output)
+    # The evals against the fake (its failing case: tests/test_worker_openai_sdks.py).
+    assert "passed 5 of 5: 100% (threshold 80%)" in done["npm run eval:fake"].output
 
     # A wrangler.toml change without regenerated types fails the types step.
     wrangler = project.path / "wrangler.toml"

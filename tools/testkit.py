@@ -5,11 +5,12 @@
 - ``run(args, cwd, env, timeout)``: run a command with captured text output, its duration
   and ``.check()``; it never raises on a non-zero exit by itself.
 - ``free_port()``: a loopback TCP port nobody listens on right now.
-- ``FakeGateway``: the rendered python-app's loopback gateway (its ``tests/fake_gateway.py``,
-  loaded from template/), set up for the template's tests and the benchmarks: it answers like
-  the provider the path names, records every request, and misbehaves when the prompt asks
-  (see its docstring). ``gateway.url`` stands in for ``AI_GATEWAY_BASE_URL``,
-  ``gateway.api_url`` for ``CLOUDFLARE_API_BASE_URL``.
+- ``FakeGateway``: the rendered projects' loopback gateway (template/_shared/fake_gateway.py:
+  the python-app's ``tests/fake_gateway.py``, the Worker's ``scripts/fake_gateway.py``), set up
+  for the template's tests and the benchmarks: it answers like the provider the path names,
+  records every request, and misbehaves when the prompt asks (see its docstring).
+  ``gateway.url`` stands in for ``AI_GATEWAY_BASE_URL``, ``gateway.api_url`` for
+  ``CLOUDFLARE_API_BASE_URL``.
 - ``load_module(path, name)``: import a Python file that is not on ``sys.path``.
 - ``clean_env(**extra)``: this environment without the rendered services' own variables.
 - ``ServiceProcess(project, env, log)``: a rendered python-app's ``python -m <package> serve``
@@ -165,14 +166,15 @@ def load_module(path: Path, name: str) -> ModuleType:
     return module
 
 
-# The one fake gateway: the rendered python-app's own test helper, loaded from the template.
-_rendered_fake = load_module(ROOT / "template" / "python-app" / "tests" / "fake_gateway.py",
+# The one fake gateway: the rendered projects' own (the python-app's tests, the Worker's evals),
+# loaded from the template.
+_rendered_fake = load_module(ROOT / "template" / "_shared" / "fake_gateway.py",
                              "python_app_fake_gateway")
 
 
 @dataclass
 class FakeGateway(_rendered_fake.FakeGateway):
-    """template/python-app/tests/fake_gateway.py's FakeGateway, set up the way this
+    """template/_shared/fake_gateway.py's FakeGateway, set up the way this
     repository's tests and benchmarks drive a service running in another process (a Worker
     under wrangler dev, uvicorn): a request's prompt picks its misbehaviour ("redirect",
     "drip", "fail", "endless", "trickle"), the answer to the n-th request has the log id

@@ -1,17 +1,25 @@
 #!/usr/bin/env node
-// `npm run eval -- [--url U] [--dataset F] [--threshold 0.8] [--report F] [--model M]
+// `npm run eval -- [--url U | --local] [--dataset F] [--threshold 0.8] [--report F] [--model M]
 // [--judge-model M] [--feedback]`: the cases of evals/dataset.jsonl sent to the running Worker
 // (`npm run dev`, or the deployed one) through its own /v1/chat/completions, with the caller key
 // in SERVICE_API_KEY; each reply scored, a table and the pass rate printed, a JSON report
-// written. Exit 0 at or over the threshold, 1 under it (or when feedback failed), 2 when the
+// written. --local starts this Worker for the run instead (`wrangler dev --local` on a free
+// port, stopped at the end) with AI_GATEWAY_BASE_URL, CLOUDFLARE_API_BASE_URL and its secrets
+// taken from this environment, never from .dev.vars: `npm run eval:fake` runs it that way in
+// front of scripts/fake_gateway.py, which sets them all to stand-ins (what CI runs). Exit 0 at or over the threshold, 1 under it (or when feedback failed), 2 when the
 // dataset or an option cannot be used. The same dataset and scorers as the Python service's
 // `python -m <package> eval`: exact (the reply, trimmed), contains (case-insensitive), regex,
 // json_schema (a subset: type, enum, const, properties, required, additionalProperties false,
 // items, minItems, maxItems, minLength, maxLength, pattern, minimum, maximum) and judge
 // (criteria a model judges through the same Worker: its answer starts with PASS).
 // --feedback sends each result to its gateway log through the Worker's POST /feedback.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { devNull } from "node:os";
 import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
 const SCORERS = ["exact", "contains", "regex", "json_schema", "judge"];
@@ -32,6 +40,7 @@ function options() {
       model: { type: "string" },
       "judge-model": { type: "string" },
       feedback: { type: "boolean", default: false },
+      local: { type: "boolean", default: false },
     },
   });
   const threshold = Number(values.threshold);
@@ -227,6 +236,72 @@ function table(results) {
   return lines.join("\n");
 }
 
+/** A loopback TCP port nobody listens on right now. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer().once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const WRANGLER = fileURLToPath(new URL("../node_modules/wrangler/bin/wrangler.js", import.meta.url));
+const START_MS = 120_000; // the build (callers.toml) and workerd's start, on a slow runner
+
+/**
+ * This Worker under `wrangler dev --local`, in its own process group: its URL and `stop()`.
+ * The gateway's and the API's URLs go in as --var (they are no secrets); `--env-file` with an
+ * empty file makes wrangler skip .dev.vars and read the secrets the config requires from this
+ * process's environment instead, so none is ever on a command line.
+ */
+async function startWorker(env) {
+  const port = await freePort();
+  const vars = ["AI_GATEWAY_BASE_URL", "CLOUDFLARE_API_BASE_URL"]
+    .filter((name) => env[name])
+    .flatMap((name) => ["--var", `${name}:${env[name]}`]);
+  const args = ["dev", "--local", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(await freePort())];
+  const child = spawn(process.execPath, [WRANGLER, ...args, "--env-file", devNull, ...vars], {
+    env,
+    detached: true, // its own process group: stop() ends workerd too
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const keep = (chunk) => {
+    output = (output + chunk).slice(-4000); // shown only if it does not come up
+  };
+  child.stdout.on("data", keep);
+  child.stderr.on("data", keep);
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    try {
+      process.kill(-child.pid, "SIGTERM");
+    } catch {
+      child.kill("SIGTERM");
+    }
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  const url = `http://127.0.0.1:${port}`;
+  const giveUp = Date.now() + START_MS;
+  let gone = false;
+  exited.then(() => {
+    gone = true;
+  });
+  while (!gone && Date.now() < giveUp) {
+    try {
+      if ((await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) })).ok) return { url, stop };
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  await stop();
+  throw new UsageError(`wrangler dev --local did not start:\n${output.trim()}`);
+}
+
 async function main() {
   let run;
   let cases;
@@ -239,6 +314,24 @@ async function main() {
     console.error(`error: ${err.message}`);
     return 2;
   }
+  if (!run.local) return evaluate(run, cases);
+  // A caller key for this run only, unless one is given (callers.toml's keys work as well).
+  const env = { ...process.env, SERVICE_API_KEY: run.key || randomBytes(24).toString("base64url") };
+  let worker;
+  try {
+    worker = await startWorker(env);
+  } catch (err) {
+    console.error(`error: ${err.message}`);
+    return 2;
+  }
+  try {
+    return await evaluate({ ...run, url: worker.url, key: env.SERVICE_API_KEY }, cases);
+  } finally {
+    await worker.stop();
+  }
+}
+
+async function evaluate(run, cases) {
   try {
     run.model ??= (await call(run.url, "/v1/models", null, run.key)).answer.data?.[0]?.id;
   } catch (err) {

@@ -1,4 +1,4 @@
-"""A loopback HTTP server that plays Cloudflare AI Gateway for the tests.
+"""A loopback HTTP server that plays Cloudflare AI Gateway for the tests and the offline evals.
 
 It records every request (method, path, headers, JSON body) and answers like the
 gateway, in the format of the provider the path names: OpenAI chat completions
@@ -513,8 +513,9 @@ FAKE_SETTINGS = {
 
 
 def main(argv: list[str]) -> int:
-    """``python tests/fake_gateway.py [--echo] -- COMMAND...``: COMMAND run against this fake
-    (AI_GATEWAY_BASE_URL and CLOUDFLARE_API_BASE_URL set to it); its exit code (CI's evals)."""
+    """``python3 fake_gateway.py [--echo] -- COMMAND...``: COMMAND run against this fake
+    (AI_GATEWAY_BASE_URL and CLOUDFLARE_API_BASE_URL set to it, stand-ins for every secret and
+    id); its exit code (CI's evals)."""
     import os
     import subprocess
 
