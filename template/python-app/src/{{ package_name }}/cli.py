@@ -15,7 +15,6 @@ import json
 import sys
 
 from . import callers_cli, evals
-from .auth import read_callers
 from .callers import CallersError
 from .errors import UpstreamError
 from .gateway import GatewayOptions
@@ -90,6 +89,8 @@ async def run_chat(args: argparse.Namespace, settings: Settings) -> int:
 
 def check_callers() -> None:
     """callers.toml as the service reads it at start-up: CallersError or SettingsError."""
+    from .auth import read_callers  # the service's module (FastAPI): only `serve` pays it
+
     settings = get_settings()
     read_callers(settings)
     settings.check("RATE_LIMIT_STORAGE_URL")

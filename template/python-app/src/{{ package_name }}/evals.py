@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UpstreamError
-from .feedback import Feedback, FeedbackError, send_feedback
 from .providers import DEFAULT_PROVIDER, PROVIDERS, Upstream
 from .settings import Settings, SettingsError, load_settings
 
@@ -217,6 +216,10 @@ async def evaluate(settings: Settings, cases: list[Case], judge_model: str | Non
 
 async def send_all_feedback(settings: Settings, results: list[Result]) -> list[str]:
     """Each result to its log (100/1 or 0/-1); the problems, one line each."""
+    # Here, not at the top: feedback.py is also the /feedback route, and FastAPI's import
+    # would slow every command of the CLI by a tenth of a second.
+    from .feedback import Feedback, FeedbackError, send_feedback
+
     problems = []
     for result in results:
         if result.log_id is None:
