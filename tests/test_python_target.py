@@ -4,9 +4,10 @@ The rendered suite covers every auth mode itself (its client, provider and servi
 run each mode), so it runs once per distinct code shape, not once per auth mode: the
 default project, every provider with three environments in request-headers mode, and
 caller_auth=none with the account read at run time. Every variant is linted. The default
-project's run is its owner's first day in tests/test_workflows.py
-(test_python_ci_steps_pass_on_the_rendered_app): uv sync, ci.yml's steps (its suite, ruff,
-hadolint), the README's uv commands and the Dockerfile's checks and install steps, on one render.
+project's run is its owner's first day in tests/test_quick_start.py
+(test_python_quick_start_next_steps_ci_and_update_as_written): the README's quick start, uv
+sync, ci.yml's steps (its suite, ruff, hadolint), the README's uv commands and the Dockerfile's
+checks and install steps, on one render.
 """
 
 from __future__ import annotations

@@ -4,35 +4,44 @@ In a clone of the template, at 80 columns, each target's render command is read 
 README.md (so the two cannot drift) and run as pasted; then the block Copier prints under
 "Next steps (offline" runs as pasted. Any command that exits non-zero, or any line a
 person would see that is wider than 80 columns, fails the test.
+
+The Python service then lives its owner's first day on: uv.lock committed, CI runs ci.yml
+(tests/test_workflows.py's run_ci: every `run:` step as written), the README's `uv run`
+commands and the Dockerfile's install steps work; then the template releases 0.2.0 and the
+rendered README's update command brings it (the README's "Updating" as written). One
+render, one `uv sync` and one run of the project's own suite for all of it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 from cases import quick_start_commands
+from test_workflows import dockerfile_stages, run_build_stage, run_ci
 from testkit import run
 from worker_toolchain import node22_bin_dir, npm_group
 
 WIDTH = 80
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-RENDERS = [
-    pytest.param(0, "my-service", id="python-app"),
-    pytest.param(1, "my-worker", id="typescript-worker",
-                 marks=pytest.mark.xdist_group(npm_group("unified-billing"))),
-]
+# The rendered services' own variables: never taken from the shell running the tests.
+SERVICE_VARIABLES = ("CF_AIG_TOKEN", "OPENAI_API_KEY", "CLOUDFLARE_ACCOUNT_ID", "SERVICE_API_KEY",
+                     "PYTHONPATH", "VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")
 
 
 def person_env(tmp_path: Path) -> dict[str, str]:
-    """A shell like a new user's: 80 columns, uvx and Node 22 on PATH, a git identity."""
+    """A shell like a new user's: 80 columns, uvx and Node 22 on PATH, a git identity, none
+    of the services' variables (nor this suite's Python environment)."""
     path = os.pathsep.join([str(Path(sys.executable).parent), str(node22_bin_dir()),
                             os.environ["PATH"]])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "CF_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CLOUDFLARE_", "CF_")) and k not in SERVICE_VARIABLES}
     identity = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
                 for what, value in (("NAME", "New User"), ("EMAIL", "new@example.com"))}
     # git's own "hint: Using 'master'" (81 columns) is for a git never configured.
@@ -58,8 +67,10 @@ def show(command: str, result) -> str:
     return f"$ {command}\nrc={result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
-@pytest.mark.parametrize(("block", "name"), RENDERS)
-def test_quick_start_then_offline_next_steps_run_as_pasted_at_80_columns(tmp_path, block, name):
+def quick_start(tmp_path: Path, block: int, name: str):
+    """The README's render command ``block`` in a fresh clone of the template (tagged 0.1.0),
+    then the offline next steps it printed, as pasted, every line at most 80 columns wide.
+    ``(template, service, env, what the next steps did)``."""
     from template_repo import template_clone
 
     render_command = quick_start_commands()[block]
@@ -78,3 +89,115 @@ def test_quick_start_then_offline_next_steps_run_as_pasted_at_80_columns(tmp_pat
     seen = "\n".join([*render_command.splitlines(), rendered.stdout, rendered.stderr,
                       done.stdout, done.stderr])
     assert too_wide(seen) == [], "\n".join(too_wide(seen))
+    return template, tmp_path / name, env, steps, done
+
+
+@pytest.mark.xdist_group(npm_group("unified-billing"))
+def test_worker_quick_start_then_offline_next_steps_run_as_pasted_at_80_columns(tmp_path):
+    quick_start(tmp_path, 1, "my-worker")
+
+
+def rendered_update_command(service: Path) -> str:
+    """The first command of the rendered README's "Updating from the template" section."""
+    readme = (service / "README.md").read_text()
+    section = readme.split("## Updating from the template\n", 1)[1]
+    block = re.search(r"```sh\n(.*?)\n```", section, flags=re.DOTALL)[1]
+    return block.splitlines()[0].split("#", 1)[0].strip()
+
+
+def test_python_quick_start_next_steps_ci_and_update_as_written(tmp_path):
+    """The Quick start and next steps as above; then CI and the Dockerfile on that service;
+    then an update from inside it. Also tests/test_python_target.py's default project (the
+    default answers but for the names): its suite passes here, its Dockerfile is checked here."""
+    from template_repo import commit_all, git, release
+
+    template, service, env, steps, done = quick_start(tmp_path, 0, "my-service")
+
+    # What the quick start rendered: the package, the answers given, an absolute _src_path
+    # (so that `copier update` finds the template from the service's own folder).
+    assert (service / "src/my_service/client.py").is_file()
+    answers_text = (service / ".copier-answers.yml").read_text()
+    assert "account_id: 0123456789abcdef0123456789abcdef" in answers_text
+    assert "gateway_id: my-gateway" in answers_text
+    answers = yaml.safe_load(answers_text)
+    assert answers["_src_path"] == str(template)
+    assert answers["_commit"] == "0.1.0"
+
+    # The owner's first day: the next steps' `uv sync` wrote uv.lock ("commit it"); CI runs
+    # ci.yml, every `run:` step as written, in order (astral-sh/setup-uv: uv on PATH).
+    assert (service / "uv.lock").is_file()
+    commit_all(service, "first uv sync: uv.lock")
+    # Its `uv run pytest` is the next steps' own, in the same service and environment, on
+    # the same files (the commit and `uv sync --locked` change none): it passed there.
+    assert "uv run pytest" in [line.split("#")[0].strip() for line in steps.splitlines()]
+    ci = run_ci(service, env, already_passed={"uv run pytest": done})
+    assert list(ci)[-1] == "uv run hadolint Dockerfile"  # default threshold: info
+    assert " passed" in ci["uv run pytest"].output
+
+    # The README's run commands, against the locked environment.
+    for command in (["uv", "run", "--locked", "my-service", "--help"],
+                    ["uv", "run", "--locked", "python", "-m", "my_service", "serve", "--help"]):
+        result = subprocess.run(command, cwd=service, env=env, capture_output=True, text=True,
+                                timeout=300, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+
+    dockerfile = (service / "Dockerfile").read_text()
+    assert dockerfile.startswith("# The service image")
+    build, image = dockerfile_stages(dockerfile)
+    # uv's Docker guide: the uv binary from its image (a pinned release), cache and bind
+    # mounts, --locked; the image gets the environment and nothing of uv or pip.
+    assert build[0] == "FROM python:3.12-slim AS build" and image[0] == "FROM python:3.12-slim"
+    assert re.fullmatch(r"COPY --from=ghcr\.io/astral-sh/uv:\d+\.\d+\.\d+ /uv /bin/uv", build[1])
+    assert "COPY --from=build /app/.venv /app/.venv" in image
+    assert not [line for line in image if re.search(r"\buv\b", line)]
+    assert "RUN python -m pip uninstall --yes pip && useradd --create-home --uid 10001 app" in image
+    assert "USER 10001" in image
+    assert "http://127.0.0.1:8000/health" in dockerfile
+    assert image[-1] == (
+        'CMD ["/app/.venv/bin/python", "-m", "my_service", "serve", "--host", "0.0.0.0", '
+        '"--port", "8000"]'
+    )
+    # The build stage's steps, into another environment: no dev tools there.
+    image_env = {**env, "UV_PROJECT_ENVIRONMENT": str(tmp_path / "image-venv")}
+    ran = run_build_stage(build, service, tmp_path / "build", image_env)
+    assert ran == ["uv sync --locked --no-dev --no-install-project",
+                   "uv sync --locked --no-dev --no-editable"]
+    for line in image:  # what the image copies from the project exists there
+        if line.startswith("COPY ") and "--from=" not in line:
+            assert all((service / source).exists() for source in line.split()[1:-1]), line
+    image_python = tmp_path / "image-venv/bin/python"
+    serve_help = subprocess.run([image_python, "-m", "my_service", "serve", "--help"], cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=60)
+    assert serve_help.returncode == 0, serve_help.stderr
+    assert subprocess.run([image_python, "-c", "import pytest"], cwd=tmp_path, env=env,
+                          capture_output=True, timeout=60).returncode != 0
+
+    # Then the template releases 0.2.0, and the service updates from inside its own folder
+    # with the rendered README's command, exactly as written (uvx: no Copier in the service).
+    footer = "Template 0.2.0: this line arrived with the quick start's update."
+
+    def edit(repo):
+        readme = repo / "template/_shared/readme-updating.md.jinja"
+        readme.write_text(readme.read_text() + f"\n{footer}\n")
+
+    release(template, "0.2.0", edit)
+
+    # --skip-tasks does not stand in for --trust on update (README "Updating" says so).
+    copier = quick_start_commands()[0].split(" copy ", 1)[0]  # the quick start's uvx copier@<version>
+    untrusted = run(["bash", "-c", f"{copier} update --defaults --skip-answered --skip-tasks"],
+                    service, env=env, timeout=300)
+    assert untrusted.returncode == 4, untrusted.stdout + untrusted.stderr
+    assert "--trust" in untrusted.stderr
+    assert git(service, "status", "--porcelain") == ""
+
+    update = rendered_update_command(service)
+    assert update == f"{copier} update --trust --defaults --skip-answered"  # the same pin
+    updated = run(["bash", "-c", update], service, env=env, timeout=600)
+
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert yaml.safe_load((service / ".copier-answers.yml").read_text())["_commit"] == "0.2.0"
+    assert (service / "README.md").read_text().rstrip("\n").endswith(footer)
+    # _message_after_update: what to check next, the gateway plan included.
+    message = updated.stdout + updated.stderr
+    assert "Updated my-service from the template. Next:" in message
+    assert "python3 scripts/ai_gateway.py sync --dry-run" in message
