@@ -413,10 +413,12 @@ def test_a_rate_limit_storage_that_does_not_answer_refuses_the_request(project, 
     answers = []
     with Service(project, env, tmp_path / "service.log") as service:
         sent = upstream_after(gateway, lambda: answers.append(service.chat(KEYS["shared"])))
+        lines = service.log_lines(until=len)
 
-    assert (answers[0].status_code, answers[0].json()) == (500, {
+    assert (answers[0].status_code, answers[0].json()) == (503, {
         "error": "the rate limit storage did not answer (RATE_LIMIT_STORAGE_URL)"})
     assert sent == []
+    assert {"caller": "shared", "status": 503, "error": "unavailable"}.items() <= lines[-1].items()
 
 
 def test_without_caller_keys_callers_toml_is_unused_and_upstream_names_anonymous(tmp_path, gateway):

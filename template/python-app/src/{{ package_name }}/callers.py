@@ -209,7 +209,7 @@ class RateLimiter:
                 )
         except Exception:  # Redis down or slow: refuse rather than let everyone through
             raise ApiError(
-                500, "the rate limit storage did not answer (RATE_LIMIT_STORAGE_URL)"
+                503, "the rate limit storage did not answer (RATE_LIMIT_STORAGE_URL)"
             ) from None
         # whole seconds, strictly after: at the very moment, the window is still full
         wait = math.floor(seconds_until_room(per_minute, *counts)) + 1

@@ -16,6 +16,7 @@ ERROR_CLASSES = {
     429: "rate_limited",
     500: "internal",
     502: "upstream",
+    503: "unavailable",
     504: "timeout",
 }
 

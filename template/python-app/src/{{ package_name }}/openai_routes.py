@@ -290,13 +290,13 @@ async def relay(call: OpenAICall, response: Any) -> AsyncIterator[str]:
 
 
 def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The answers openapi.json documents (401 and 429 only with caller keys)."""
+    """The answers openapi.json documents (401, 429 and 503 only with caller keys)."""
     keyed = CALLER_AUTH == "api-key"
-    shown = [code for code in codes if keyed or code not in (401, 429)]
+    shown = [code for code in codes if keyed or code not in (401, 429, 503)]
     return {code: {"description": "OpenAI's error shape"} for code in shown}
 
 
-BODY_CODES = (400, 401, 413, 415, 429, 500, 502, 504)
+BODY_CODES = (400, 401, 413, 415, 429, 500, 502, 503, 504)
 openai_routes = APIRouter(prefix="/v1", dependencies=[Depends(caller)])
 
 
