@@ -69,9 +69,9 @@ describe("the deadline", () => {
     const log = captureLog();
     const upstream = stalled();
     stubFetch(upstream.answer);
-    const res = await call(chatRequest({ prompt: "Hello", stream: true }), { REQUEST_TIMEOUT_SECONDS: "1" });
+    const res = await call(chatRequest({ prompt: "Hello", stream: true }), { REQUEST_TIMEOUT_SECONDS: "0.5" });
     expect(await res.text()).toContain(
-      'event: error\ndata: {"error":"no answer within 1 s (REQUEST_TIMEOUT_SECONDS)","status":504}',
+      'event: error\ndata: {"error":"no answer within 0.5 s (REQUEST_TIMEOUT_SECONDS)","status":504}',
     );
     await upstream.cancelled;
     expect(log()).toMatchObject([{ status: 200, stream: true, error: "timeout" }]);
