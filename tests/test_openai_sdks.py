@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import openai_sdk_checks as checks
 import pytest
 from cases import (
     NODE_SDK_ANSWERS,
@@ -33,17 +34,6 @@ from testkit import FakeGateway, ServiceProcess, run
 SERVICE_KEY = "svc-key-canary-v1-77a0"
 GATEWAY_TOKEN = "tok-gw-canary-v1-19c3"
 MODELS = "gpt-4o-mini,text-embedding-3-small,@cf/baai/bge-small-en-v1.5"
-OPENAI = f"/v1/{ACCOUNT_ID}/demo-gw/openai"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {"type": "object", "properties": {"q": {"type": "string"}},
-                       "required": ["q"]},
-    },
-}
-IDENTITY = json.dumps({"caller": "default", "service": "demo-svc"})
 ALICE_KEY = "alice-key-canary-v1-5b2e"  # callers.toml: alice may name gpt-4o-mini only
 
 
@@ -103,39 +93,15 @@ def client(service, gateway):
         yield sdk
 
 
-def sent(gateway: FakeGateway) -> list[tuple[str, dict]]:
-    return [(r.path, r.body) for r in gateway.requests]
-
-
 def test_a_chat_goes_through_as_sent_and_comes_back_in_openais_shape(client, gateway):
-    raw = client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
-        max_tokens=50, temperature=0.2, top_p=0.9, stop=["\n\n"], seed=7)
-    answer = raw.parse()
-
-    assert answer.choices[0].message.content == "Hello there"
-    assert answer.model == "gpt-4o-mini" and answer.usage.total_tokens == 3
-    assert raw.headers["cf-aig-log-id"] == "LOG1" and raw.headers["cf-aig-cache-status"] == "MISS"
-    assert sent(gateway) == [(f"{OPENAI}/chat/completions", {
-        "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}],
-        "max_tokens": 50, "temperature": 0.2, "top_p": 0.9, "stop": ["\n\n"], "seed": 7})]
+    checks.chat(client, gateway)
     headers = gateway.requests[0].headers
-    assert headers["cf-aig-metadata"] == IDENTITY
+    assert headers["cf-aig-metadata"] == json.dumps(checks.IDENTITY)
     assert headers["cf-aig-authorization"] == f"Bearer {GATEWAY_TOKEN}"
-    assert "authorization" not in headers  # unified billing: no provider key, never the caller's
 
 
 def test_a_stream_passes_the_chunks_through_and_ends_with_done(client, gateway):
-    chunks = list(client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True,
-        stream_options={"include_usage": True}))
-
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello there"
-    assert chunks[-1].usage.total_tokens == 3  # the usage chunk, passed on as the gateway sent it
-    assert chunks[-1].choices == []
-    assert sent(gateway)[0][1] == {"model": "gpt-4o-mini", "stream": True,
-                                   "stream_options": {"include_usage": True},
-                                   "messages": [{"role": "user", "content": "Hi"}]}
+    checks.stream(client, gateway)
 
 
 def test_the_raw_stream_is_the_gateways_events_then_done(service, gateway):
@@ -156,64 +122,26 @@ def test_the_raw_stream_is_the_gateways_events_then_done(service, gateway):
 
 
 def test_a_tool_call_round_trip(client, gateway):
-    question = [{"role": "user", "content": "Weather in Paris?"}]
-    first = client.chat.completions.create(model="gpt-4o-mini", messages=question,
-                                           tools=[WEATHER], tool_choice="auto")
-    call = first.choices[0].message.tool_calls[0]
-    assert (first.choices[0].finish_reason, call.id, call.function.name, call.function.arguments) == (
-        "tool_calls", "call_1", "get_weather", '{"q": "Weather in Paris?"}')
-    history = [*question, first.choices[0].message.model_dump(exclude_none=True),
-               {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}]
-    second = client.chat.completions.create(model="gpt-4o-mini", messages=history,
-                                            tools=[WEATHER])
-
-    assert second.choices[0].message.content == "The tool answered: sunny, 21 C"
-    assert sent(gateway)[0][1] == {"model": "gpt-4o-mini", "messages": question,
-                                   "tools": [WEATHER], "tool_choice": "auto"}
-    assert sent(gateway)[1][1]["messages"] == [
-        *question,
-        {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {
-            "name": "get_weather", "arguments": '{"q": "Weather in Paris?"}'}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"}]
+    checks.tool_call_round_trip(client, gateway)
 
 
 def test_tool_call_deltas_stream_through(client, gateway):
-    chunks = list(client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Paris"}], tools=[WEATHER],
-        stream=True))
-
-    deltas = [c.choices[0].delta.tool_calls for c in chunks if c.choices[0].delta.tool_calls]
-    assert deltas[0][0].id == "call_1" and deltas[0][0].function.name == "get_weather"
-    assert "".join(d[0].function.arguments for d in deltas) == '{"q": "Paris"}'
-    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    checks.tool_call_deltas(client, gateway)
 
 
 def test_response_format_with_a_json_schema(client, gateway):
-    schema = {"type": "object", "properties": {"answer": {"type": "string"}},
-              "required": ["answer"], "additionalProperties": False}
-    response_format = {"type": "json_schema",
-                       "json_schema": {"name": "answer", "schema": schema, "strict": True}}
-    answer = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
-        response_format=response_format)
-
-    assert json.loads(answer.choices[0].message.content) == {"answer": "Hello there"}
-    assert sent(gateway)[0][1]["response_format"] == response_format
+    checks.response_format_json_schema(client, gateway)
 
 
 def test_embeddings_from_openai_and_workers_ai(client, gateway):
-    openai_vectors = client.embeddings.create(model="text-embedding-3-small",
-                                              input=["one", "three"], encoding_format="float")
+    checks.openai_embeddings(client, gateway)
     workers_ai = client.embeddings.create(model="@cf/baai/bge-small-en-v1.5", input="hello",
                                           encoding_format="float")
 
-    assert [d.embedding for d in openai_vectors.data] == [[3.0, 0.5, -0.5], [5.0, 0.5, -0.5]]
     assert [d.embedding for d in workers_ai.data] == [[5.0, 0.5, -0.5]]
-    assert sent(gateway) == [
-        (f"{OPENAI}/embeddings", {"model": "text-embedding-3-small", "input": ["one", "three"],
-                                  "encoding_format": "float"}),
-        (f"/v1/{ACCOUNT_ID}/demo-gw/workers-ai/v1/embeddings",
-         {"model": "@cf/baai/bge-small-en-v1.5", "input": "hello", "encoding_format": "float"})]
+    assert checks.sent(gateway)[1] == (
+        f"/v1/{ACCOUNT_ID}/demo-gw/workers-ai/v1/embeddings",
+        {"model": "@cf/baai/bge-small-en-v1.5", "input": "hello", "encoding_format": "float"})
 
 
 def test_the_models_list_is_the_allow_list(client):
@@ -366,7 +294,7 @@ def test_the_node_sdk_does_the_same_against_the_python_service(service, gateway,
     shutil.copy(NODE_SDK_CLIENT, tmp_path / "client.mjs")
     fresh(gateway)
     env = {**npm_env, "BASE_URL": f"{service}/v1", "API_KEY": SERVICE_KEY,
-           "TOOL": json.dumps(WEATHER)}
+           "TOOL": json.dumps(checks.WEATHER)}
     result = run(["node", "client.mjs"], tmp_path, env, timeout=120)
 
     assert result.returncode == 0, result.output

@@ -13,13 +13,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from worker_toolchain import CI_VARIANT, FakeGateway, WranglerDev, npm_group, run
+from worker_toolchain import (
+    CI_VARIANT,
+    FakeGateway,
+    WranglerDev,
+    copy_project,
+    npm_group,
+    run,
+)
 
 pytestmark = pytest.mark.xdist_group(npm_group(CI_VARIANT))  # its npm install, once per run
 
@@ -28,13 +34,6 @@ SERVICE_KEY = "svc-key-canary-77c1"
 GATEWAY_TOKEN = "tok-gw-canary-5e20"
 UNAUTHORIZED = {"error": "send Authorization: Bearer <SERVICE_API_KEY>"}
 MODELS = "gpt-4o-mini,gpt-4.1-nano"
-
-
-def copy_project(source: Path, target: Path, modules: Path) -> Path:
-    """The project's files, with ``modules`` as its node_modules (linked, not installed again)."""
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("node_modules", ".wrangler", "dist", ".dev.vars"))
-    (target / "node_modules").symlink_to(modules, target_is_directory=True)
-    return target
 
 
 def callers(project, path: Path, *args: str):

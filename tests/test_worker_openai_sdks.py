@@ -19,6 +19,7 @@ import subprocess
 
 import httpx
 import openai
+import openai_sdk_checks as checks
 import pytest
 from cases import (
     NODE_SDK_ANSWERS,
@@ -28,25 +29,20 @@ from cases import (
 )
 from conftest import ACCOUNT_ID
 from fake_cloudflare_api import TOKEN, FakeCloudflareAPI, body_problems
-from test_worker_callers import copy_project
 from testkit import run
-from worker_toolchain import CI_VARIANT, FakeGateway, WranglerDev, npm_group
+from worker_toolchain import (
+    CI_VARIANT,
+    FakeGateway,
+    WranglerDev,
+    copy_project,
+    npm_group,
+)
 
 pytestmark = pytest.mark.xdist_group(npm_group(CI_VARIANT))  # its npm install, once per run
 
 SERVICE_KEY = "svc-key-canary-w1-3f0a"
 GATEWAY_TOKEN = "tok-gw-canary-w1-8d21"
 MODELS = "gpt-4o-mini,text-embedding-3-small"
-OPENAI = f"/v1/{ACCOUNT_ID}/demo-gw/openai"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {"type": "object", "properties": {"q": {"type": "string"}},
-                       "required": ["q"]},
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -95,83 +91,30 @@ def client(worker, gateway):
         yield sdk
 
 
-def sent(gateway: FakeGateway) -> list[tuple[str, dict]]:
-    return [(r.path, r.body) for r in gateway.requests]
-
-
 def test_a_chat_goes_through_as_sent(client, gateway):
-    raw = client.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
-        max_tokens=50, temperature=0.2, top_p=0.9, stop=["\n\n"], seed=7)
-    answer = raw.parse()
-
-    assert answer.choices[0].message.content == "Hello there"
-    assert raw.headers["cf-aig-log-id"] == "LOG1" and raw.headers["cf-aig-cache-status"] == "MISS"
-    assert sent(gateway) == [(f"{OPENAI}/chat/completions", {
-        "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}],
-        "max_tokens": 50, "temperature": 0.2, "top_p": 0.9, "stop": ["\n\n"], "seed": 7})]
-    headers = gateway.requests[0].headers
-    assert json.loads(headers["cf-aig-metadata"]) == {"caller": "default", "service": "demo-svc"}
-    assert headers["cf-aig-authorization"] == f"Bearer {GATEWAY_TOKEN}"
-    assert "authorization" not in headers  # unified billing: no provider key, never the caller's
+    checks.chat(client, gateway)
+    assert gateway.requests[0].headers["cf-aig-authorization"] == f"Bearer {GATEWAY_TOKEN}"
 
 
 def test_a_stream_passes_the_chunks_through(client, gateway):
-    chunks = list(client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], stream=True,
-        stream_options={"include_usage": True}))
-
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello there"
-    assert chunks[-1].usage.total_tokens == 3 and chunks[-1].choices == []
-    assert sent(gateway)[0][1]["stream_options"] == {"include_usage": True}
+    checks.stream(client, gateway)
 
 
 def test_a_tool_call_round_trip(client, gateway):
-    question = [{"role": "user", "content": "Weather in Paris?"}]
-    first = client.chat.completions.create(model="gpt-4o-mini", messages=question,
-                                           tools=[WEATHER], tool_choice="auto")
-    call = first.choices[0].message.tool_calls[0]
-    assert (call.id, call.function.name) == ("call_1", "get_weather")
-    history = [*question, first.choices[0].message.model_dump(exclude_none=True),
-               {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}]
-    second = client.chat.completions.create(model="gpt-4o-mini", messages=history, tools=[WEATHER])
-
-    assert second.choices[0].message.content == "The tool answered: sunny, 21 C"
-    assert sent(gateway)[0][1] == {"model": "gpt-4o-mini", "messages": question,
-                                   "tools": [WEATHER], "tool_choice": "auto"}
+    checks.tool_call_round_trip(client, gateway)
 
 
 def test_tool_call_deltas_stream_through(client, gateway):
-    chunks = list(client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Paris"}], tools=[WEATHER],
-        stream=True))
-
-    deltas = [c.choices[0].delta.tool_calls for c in chunks if c.choices[0].delta.tool_calls]
-    assert deltas[0][0].id == "call_1" and deltas[0][0].function.name == "get_weather"
-    assert "".join(d[0].function.arguments for d in deltas) == '{"q": "Paris"}'
-    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    checks.tool_call_deltas(client, gateway)
 
 
 def test_response_format_with_a_json_schema(client, gateway):
-    schema = {"type": "object", "properties": {"answer": {"type": "string"}},
-              "required": ["answer"], "additionalProperties": False}
-    response_format = {"type": "json_schema",
-                       "json_schema": {"name": "answer", "schema": schema, "strict": True}}
-    answer = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}],
-        response_format=response_format)
-
-    assert json.loads(answer.choices[0].message.content) == {"answer": "Hello there"}
-    assert sent(gateway)[0][1]["response_format"] == response_format
+    checks.response_format_json_schema(client, gateway)
 
 
 def test_embeddings(client, gateway):
-    vectors = client.embeddings.create(model="text-embedding-3-small", input=["one", "three"],
-                                       encoding_format="float")
-
-    assert [d.embedding for d in vectors.data] == [[3.0, 0.5, -0.5], [5.0, 0.5, -0.5]]
-    assert sent(gateway) == [(f"{OPENAI}/embeddings", {
-        "model": "text-embedding-3-small", "input": ["one", "three"], "encoding_format": "float"})]
+    checks.openai_embeddings(client, gateway)
+    assert len(gateway.requests) == 1
 
 
 def test_the_models_list_is_the_allow_list(client):
@@ -186,7 +129,7 @@ def test_the_node_sdk_does_the_same(worker, worker_dir, worker_project, gateway,
     shutil.copy(NODE_SDK_CLIENT, tmp_path / "client.mjs")
     gateway.requests.clear()
     env = {**worker_project(CI_VARIANT).env, "BASE_URL": f"{worker}/v1", "API_KEY": SERVICE_KEY,
-           "TOOL": json.dumps(WEATHER)}
+           "TOOL": json.dumps(checks.WEATHER)}
     result = run(["node", "client.mjs"], tmp_path, env, timeout=120)
 
     assert result.returncode == 0, result.output
@@ -254,7 +197,7 @@ def test_npm_run_eval_passes_the_dataset_and_sends_feedback(worker, worker_dir, 
     assert all(case["feedback_sent"] for case in report["cases"])
     patches = cloudflare_api.requests[before:]
     assert [(p.method, p.body) for p in patches] == [("PATCH", {"score": 100, "feedback": 1})] * 5
-    assert [r.path for r in echoing.requests] == [f"{OPENAI}/chat/completions"] * 5
+    assert [r.path for r in echoing.requests] == [f"{checks.OPENAI}/chat/completions"] * 5
 
 
 def test_npm_run_eval_exits_1_when_a_case_fails(worker, worker_dir, worker_project, echoing, tmp_path):

@@ -172,6 +172,13 @@ def check_dry_run(name: str, project: Path, output: str) -> None:
     assert gzip_kib < 1024  # far below the 3 MiB (free plan) Worker size limit
 
 
+def copy_project(source: Path, target: Path, modules: Path) -> Path:
+    """The project's files, with ``modules`` as its node_modules (linked, not installed again)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("node_modules", ".wrangler", "dist", ".dev.vars"))
+    (target / "node_modules").symlink_to(modules, target_is_directory=True)
+    return target
+
+
 class WranglerDev:
     """`wrangler dev --local` in its own process group, stopped (that group only) on exit."""
 
@@ -288,26 +295,84 @@ def dependencies(project: Path) -> set[tuple[str, str]]:
     return {*package.get("dependencies", {}).items(), *package.get("devDependencies", {}).items()}
 
 
+class NpmSeeds:
+    """The node_modules installed so far in this run, by any pytest-xdist worker: a later
+    install seeds its project's node_modules with hard links to the one with the most
+    dependencies in common (a fraction of a second), and `npm install` then adds, removes or
+    keeps packages to match its own package.json (seconds, not a full install).
+
+    Each is published as a hard-linked snapshot (``<root>/<variant>/node_modules``), so a
+    project that later replaces its own (ci.yml's `npm ci`) leaves the seed whole. Installs
+    take ``<root>/.lock`` to choose their seed: with nothing to seed from, an install is a
+    full one and holds the lock until it is published, so that the workers starting Worker
+    variants at the same moment make one full install between them, not one each.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def lock(self):
+        import contextlib
+        import fcntl
+
+        @contextlib.contextmanager
+        def held():
+            with (self.root / ".lock").open("a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)  # released on close, or if this process dies
+                yield
+
+        return held()
+
+    def best(self, wanted: set[tuple[str, str]]) -> Path | None:
+        """The published node_modules with the most of ``wanted`` in common, if any."""
+        seeds = [d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        if not seeds:
+            return None
+        return max(seeds, key=lambda d: len(wanted & dependencies(d))) / "node_modules"
+
+    def publish(self, name: str, project: Path) -> None:
+        if (self.root / name).exists():
+            return
+        staging = self.root / f".{name}-{os.getpid()}"
+        shutil.copytree(project / "node_modules", staging / "node_modules", symlinks=True, copy_function=os.link)
+        shutil.copy2(project / "package.json", staging / "package.json")
+        staging.rename(self.root / name)
+
+
 @pytest.fixture(scope="session")
-def worker_project(rendered, npm_env):
-    """``worker_project(name)``: the variant rendered and ``npm install``-ed (once per session)."""
+def npm_seeds(tmp_path_factory) -> NpmSeeds:
+    """The run's NpmSeeds: beside the xdist workers' own temporary folders (all of this run's
+    workers share it), or in this process's when it runs alone."""
+    base = tmp_path_factory.getbasetemp()
+    return NpmSeeds((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "npm-seeds")
+
+
+@pytest.fixture(scope="session")
+def worker_project(rendered, npm_env, npm_seeds):
+    """``worker_project(name)``: the variant rendered and ``npm install``-ed (once per session),
+    from a seed of the run's earlier installs when there is one (NpmSeeds)."""
     projects: dict[str, Project] = {}
+
+    def install(project: Project) -> Result:
+        result = project.run("npm", "install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error")
+        return result.check()
 
     def get(name: str) -> Project:
         if name not in projects:
             project = Project(name, rendered(name), npm_env)
-            if projects:
-                # Seed node_modules with hard links to a sibling's (seconds, not a full install);
-                # `npm install` then adds, removes or keeps packages to match this package.json.
-                # The sibling with the most dependencies in common: the fewest left to add.
-                wanted = dependencies(project.path)
-                sibling = max(projects.values(), key=lambda p: len(wanted & dependencies(p.path)))
-                shutil.copytree(sibling.path / "node_modules", project.path / "node_modules", symlinks=True,
-                                copy_function=os.link)
-            install = project.run("npm", "install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error")
-            install.check()
-            project.install = install
-            METRICS.setdefault(name, {})["npm install s"] = round(install.seconds, 1)
+            with npm_seeds.lock():
+                seed = npm_seeds.best(dependencies(project.path))
+                if seed is None:  # the run's first install: a full one, then the others' seed
+                    project.install = install(project)
+                    npm_seeds.publish(name, project.path)
+                else:
+                    shutil.copytree(seed, project.path / "node_modules", symlinks=True, copy_function=os.link)
+            if project.install is None:
+                project.install = install(project)
+                with npm_seeds.lock():
+                    npm_seeds.publish(name, project.path)
+            METRICS.setdefault(name, {})["npm install s"] = round(project.install.seconds, 1)
             projects[name] = project
         return projects[name]
 
