@@ -81,7 +81,7 @@ def rendered_files(root: Path) -> set[str]:
 
 # The Worker variants' session fixtures, one instance per run for every module that builds a
 # Worker (test_worker_target, test_http_contract): defined in tests/worker_toolchain.py.
-from worker_toolchain import npm_env, rendered, worker_project  # noqa: F401
+from worker_toolchain import npm_env, npm_seeds, rendered, worker_project  # noqa: F401
 
 
 @pytest.fixture
