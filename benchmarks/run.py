@@ -602,14 +602,18 @@ def make_plain_fetch_worker(sdk_project: Path, dst: Path) -> Path:
     return dst
 
 
-def bench_worker(templates: Templates, work: Path, reps: dict, warmup: dict) -> dict:
+def bench_worker(templates: Templates, work: Path, reps: dict, warmup: dict,
+                 npm_seed: Path | None = None) -> dict:
     npm_cache = ROOT / ".cache" / "npm"  # shared with the Worker tests: reruns stay offline
     npm_cache.mkdir(parents=True, exist_ok=True)
     env = node_env(npm_cache)
     sdk = work / "worker-sdk"
     templates.render_v1(templates.ours, {**COMMON_DATA, "language": "typescript-worker"}, sdk)
     installed = worker_runtime_only(sdk)
-    log(f"worker: npm install --ignore-scripts (--prefer-offline) of {', '.join(installed)}")
+    if npm_seed:  # --npm-seed: start from hard links to that node_modules (see main)
+        shutil.copytree(npm_seed, sdk / "node_modules", symlinks=True, copy_function=os.link)
+    log(f"worker: npm install --ignore-scripts (--prefer-offline) of {', '.join(installed)}"
+        f"{f', seeded from {npm_seed}' if npm_seed else ''}")
     install_s = run(["npm", "install", "--prefer-offline", "--ignore-scripts", "--no-audit", "--no-fund",
                      "--loglevel=error"], cwd=sdk, env=env, timeout=900).seconds
     plain = make_plain_fetch_worker(sdk, work / "worker-plain-fetch")
@@ -663,6 +667,7 @@ def bench_worker(templates: Templates, work: Path, reps: dict, warmup: dict) -> 
     return {
         "versions": versions,
         "npm_install_seconds": round(install_s, 1),
+        "npm_install_seeded": bool(npm_seed),  # then not a full install's seconds
         "npm_installed": installed,  # with their dependencies; see worker_runtime_only
         "bundle": bundles,
         "bundle_ratio_sdk_vs_plain_fetch": bundle_ratio,
@@ -1000,6 +1005,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated sections ({','.join(SECTIONS)}); default all")
     parser.add_argument("--json", type=Path, help="where to write the JSON (default benchmarks/results/)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--npm-seed", type=Path, metavar="NODE_MODULES",
+                        help="worker: hard-link this node_modules (an install of the rendered "
+                             "Worker's dependencies) into the Worker before its npm install, "
+                             "which then only adds and removes packages (the template's tests; "
+                             "npm_install_seconds is then not a full install's)")
     args = parser.parse_args(argv)
     default = QUICK_SECTIONS if args.quick else SECTIONS
     sections = default if not args.only else tuple(s.strip() for s in args.only.split(","))
@@ -1038,7 +1048,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"update: {reps['update']} interleaved rounds (+{warmup['update']} warm-up)")
             results["update"] = bench_update(templates, work, reps["update"], warmup["update"])
         if "worker" in sections:
-            results["worker"] = bench_worker(templates, work, reps, warmup)
+            results["worker"] = bench_worker(templates, work, reps, warmup, args.npm_seed)
         if "python" in sections:
             log(f"python: chat x{reps['python_chat']}, imports x{reps['python_import']}")
             results["python"] = bench_python(templates, work, reps, warmup)

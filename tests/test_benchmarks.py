@@ -28,10 +28,15 @@ def is_ratio(summary: dict) -> bool:
     )
 
 
-def test_quick_run_writes_every_measurement(tmp_path):
+def test_quick_run_writes_every_measurement(tmp_path, npm_seeds):
     out = tmp_path / "bench.json"
+    # The Worker's npm install starts from this run's earlier Worker install, if one is done
+    # or under way (tests/worker_toolchain.py NpmSeeds; any: each Worker variant has openai,
+    # wrangler and smol-toml, all the benchmark installs): seconds instead of a full install.
+    with npm_seeds.lock():
+        seed = npm_seeds.best(set())
     proc = subprocess.run(
-        [sys.executable, str(RUN), "--quick", "--json", str(out)],
+        [sys.executable, str(RUN), "--quick", "--json", str(out), *(["--npm-seed", str(seed)] if seed else [])],
         check=False, cwd=TEMPLATE_ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
@@ -62,6 +67,7 @@ def test_quick_run_writes_every_measurement(tmp_path):
     for key in ("ready", "first_chat"):
         assert is_ratio(worker["wrangler_dev"][f"ratio_{key}"])
     assert worker["gateway_requests_served"] >= 2  # each variant's /chat reached the loopback gateway
+    assert worker["npm_install_seeded"] is bool(seed)
 
     python = results["python"]
     assert is_ratio(python["chat"]["ratio_first_byte"]) and is_ratio(python["chat"]["ratio_exit"])
