@@ -26,7 +26,7 @@ import yaml
 from cases import quick_start_commands
 from test_workflows import dockerfile_stages, run_build_stage, run_ci
 from testkit import run
-from worker_toolchain import node22_bin_dir, npm_group
+from worker_toolchain import node22_bin_dir
 
 WIDTH = 80
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -92,7 +92,10 @@ def quick_start(tmp_path: Path, block: int, name: str):
     return template, tmp_path / name, env, steps, done
 
 
-@pytest.mark.xdist_group(npm_group("unified-billing"))
+# Its own unit (tests/scheduling.py): it makes its own npm install, as a person would (npm's
+# own cache, no shared node_modules), so it need not wait for the unified-billing group, the
+# longest chain of tests on one worker.
+@pytest.mark.standalone
 def test_worker_quick_start_then_offline_next_steps_run_as_pasted_at_80_columns(tmp_path):
     quick_start(tmp_path, 1, "my-worker")
 
