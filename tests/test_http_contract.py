@@ -818,11 +818,14 @@ def wrangler_vars(values: dict[str, str]) -> list[str]:
 @pytest.mark.xdist_group("worker:unified-billing")  # its npm install, once per run
 def test_the_worker_keeps_the_contract(worker_project, tmp_path):
     """The table, the document (served, as README says, schemathesis) and the log lines; then
-    with a long deadline: hang-ups and endless answers; then settings hidden from a caller
-    without the key; then a gateway nobody listens on. Four `wrangler dev` runs of one Worker."""
+    with a long deadline: hang-ups and endless answers; then a gateway nobody listens on.
+    Three `wrangler dev` runs of one Worker. An invalid setting hidden from a caller without
+    the key (test_an_anonymous_caller_learns_nothing_about_settings_python for Python) is the
+    rendered suite's, in workerd (test/contract.test.ts, "tells a caller without the key
+    nothing about an invalid setting"), which test_worker_target / test_workflows run."""
     project = worker_project("unified-billing")
     dev_vars = project.path / ".dev.vars"
-    problems, logs = Problems(), [tmp_path / f"dev-{n}.log" for n in range(4)]
+    problems, logs = Problems(), [tmp_path / f"dev-{n}.log" for n in range(3)]
     doc = document(project.path)
     problems.run("README", assert_readme_agrees, (project.path / "README.md").read_text(), doc)
     with FakeGateway() as gateway:
@@ -845,13 +848,9 @@ def test_the_worker_keeps_the_contract(worker_project, tmp_path):
                 problems.run("endless", lambda: assert_endless_answers_are_bounded(
                     dev.port, gateway, workerd_pid(dev.proc.pid), log_ids))
             problems.run("log lines (long deadline)", assert_log_lines, logs[1], long_deadline_log_lines(log_ids))
-            # The same Worker with an invalid account id, for an anonymous caller and a caller.
-            bad = wrangler_vars({**values, "CLOUDFLARE_ACCOUNT_ID": "not-an-account"})
-            with WranglerDev(project.path, project.env, bad, logs[2]) as dev:
-                problems.run("settings hidden", assert_settings_hidden, dev.port, gateway)
             closed = free_port()  # nothing listens there
             unreachable = wrangler_vars({**values, "AI_GATEWAY_BASE_URL": f"http://127.0.0.1:{closed}/v1"})
-            with WranglerDev(project.path, project.env, unreachable, logs[3]) as dev:
+            with WranglerDev(project.path, project.env, unreachable, logs[2]) as dev:
                 problems.run("unreachable gateway", assert_unreachable_named, dev.port, closed)
         finally:
             dev_vars.unlink(missing_ok=True)

@@ -64,6 +64,23 @@ if (CALLER_AUTH === "api-key")
       expect(spy).not.toHaveBeenCalled();
     });
 
+    it("tells a caller without the key nothing about an invalid setting", async () => {
+      const spy = stubFetch();
+      const invalid = { CLOUDFLARE_ACCOUNT_ID: "not-an-account" };
+      const anonymous = new Request("https://worker.test/chat", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ prompt: "Hello" }),
+      });
+      const refused = await call(anonymous as IncomingRequest, invalid);
+      expect(refused.status).toBe(401);
+      expect(await refused.text()).not.toContain("CLOUDFLARE_ACCOUNT_ID");
+      const res = await call(chatRequest({ prompt: "Hello" }), invalid);
+      expect(res.status).toBe(500);
+      expect(await res.json()).toMatchObject({ invalid: "CLOUDFLARE_ACCOUNT_ID" });
+      expect(spy).not.toHaveBeenCalled();
+    });
+
     it("answers 500 naming SERVICE_API_KEY when it is not set, sending nothing", async () => {
       const spy = stubFetch();
       const res = await call(chatRequest({ prompt: "Hello" }), { SERVICE_API_KEY: "" });
