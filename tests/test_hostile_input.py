@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cases import BAD_DATA
-from conftest import BASE_ANSWERS
+from conftest import BASE_ANSWERS, render
 from copier import run_copy
 from template_repo import copier, data_args, template_dir
 
@@ -164,9 +164,8 @@ def renders(template, tmp_path_factory) -> dict:
                 result = copier("copy", "--trust", "--defaults", *data_args(answers),
                                 str(template), str(dst), cwd=root)
                 assert result.returncode == 0, result.stderr
-            else:
-                run_copy(str(template), str(dst), data=answers, defaults=True, unsafe=True,
-                         quiet=True)
+            else:  # conftest's render: the same working tree, as a plain copy
+                render(dst, **answers)
             projects[(case_id, language)] = dst
     return projects
 
