@@ -279,7 +279,10 @@ def run_ci(project: Path, env: dict[str, str],
     return done
 
 
-@pytest.mark.xdist_group(f"worker:{CI_VARIANT}")  # its npm install, once per run
+# Its own unit (tests/scheduling.py), not in CI_VARIANT's xdist group, the longest chain of
+# tests on one worker: on another worker its install starts from the run's first one
+# (worker_toolchain.NpmSeeds, seconds), and ci.yml's `npm ci` reinstalls it anyway.
+@pytest.mark.standalone
 def test_worker_ci_steps_pass_on_the_rendered_worker(worker_project):
     """The owner's first day: npm install, commit everything, push; CI runs ci.yml (its
     `npm ci` reinstalls from the package-lock.json the first install wrote). Its steps are this
