@@ -5,15 +5,17 @@ README.md (so the two cannot drift) and run as pasted; then the block Copier pri
 "Next steps (offline" runs as pasted. Any command that exits non-zero, or any line a
 person would see that is wider than 80 columns, fails the test.
 
-The Python service then lives its owner's first day on: uv.lock committed, CI runs ci.yml
-(tests/test_workflows.py's run_ci: every `run:` step as written), the README's `uv run`
-commands and the Dockerfile's install steps work; then the template releases 0.2.0 and the
-rendered README's update command brings it (the README's "Updating" as written). One
-render, one `uv sync` and one run of the project's own suite for all of it.
+Each service then lives its owner's first day on: the lock the install wrote committed, CI
+runs ci.yml (tests/test_workflows.py's run_ci: every `run:` step as written; the one that is
+the next steps' own test run is not run twice). The Python service's README `uv run`
+commands and Dockerfile install steps work; then the template releases 0.2.0 and the
+rendered README's update command brings it (the README's "Updating" as written). One render,
+one install and one run of the project's own suite for all of it (CI's `npm ci` excepted).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -24,9 +26,10 @@ from pathlib import Path
 import pytest
 import yaml
 from cases import quick_start_commands
-from test_workflows import dockerfile_stages, run_build_stage, run_ci
+from test_workflows import dockerfile_stages, load, run_build_stage, run_ci
+from test_workflows import steps as steps_of
 from testkit import run
-from worker_toolchain import node22_bin_dir
+from worker_toolchain import METRICS, check_dry_run, check_lint, check_vitest, node22_bin_dir
 
 WIDTH = 80
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -93,11 +96,60 @@ def quick_start(tmp_path: Path, block: int, name: str):
 
 
 # Its own unit (tests/scheduling.py): it makes its own npm install, as a person would (npm's
-# own cache, no shared node_modules), so it need not wait for the unified-billing group, the
-# longest chain of tests on one worker.
+# own cache, no shared node_modules).
 @pytest.mark.standalone
-def test_worker_quick_start_then_offline_next_steps_run_as_pasted_at_80_columns(tmp_path):
-    quick_start(tmp_path, 1, "my-worker")
+def test_worker_quick_start_next_steps_and_ci_as_written(tmp_path, npm_env):
+    """The Quick start and next steps as above; then the owner's first day on that Worker:
+    the install's package-lock.json and worker-configuration.d.ts committed, CI runs ci.yml
+    (its `npm ci` reinstalls from that lock): lint, typecheck, types check, vitest, the evals
+    against the fake gateway under `wrangler dev --local`, dry-run deploy. Its code shape is
+    CI_VARIANT's (the default answers), so these steps are that shape's checks, asserted as
+    test_worker_target.py asserts them for the other variants."""
+    from template_repo import commit_all, git
+
+    _, service, _, steps, done = quick_start(tmp_path, 1, "my-worker")
+
+    # `npm install` ran cf-typegen (the prepare script): the types are committed with the lock.
+    assert (service / "worker-configuration.d.ts").is_file()
+    assert (service / "package-lock.json").is_file()
+    commit_all(service, "first install: package-lock.json, worker-configuration.d.ts")
+    env = npm_env  # actions/setup-node: Node 22 and npm on PATH (and an npm cache)
+
+    # ci.yml's `npm test` is the next steps' own, in this Worker, on these files: `npm ci`
+    # reinstalls the very packages of the lock that install wrote, and its prepare script
+    # writes the same types (the types step checks them). It passed there.
+    assert "npm test" in [line.split("#")[0].strip() for line in steps.splitlines()]
+    ci = run_ci(service, env, already_passed={"npm test": done})
+    assert len(ci) == 7
+    assert (service / "node_modules/wrangler/package.json").is_file()
+    # The steps, by what they run (test_worker_ci_runs_every_check_and_a_dry_run_deploy pins the
+    # exact list): the same checks as test_worker_target.py's per-variant tests.
+    scripts = json.loads((service / "package.json").read_text())["scripts"]
+    assert scripts["lint"] == "biome check ." and scripts["typecheck"] == "tsc --noEmit"
+    assert scripts["test"] == "vitest run"
+    check_lint(ci["npm run lint"].output)  # test_lint_clean_as_rendered
+    METRICS.setdefault("my-worker", {})["typecheck s"] = round(ci["npm run typecheck"].seconds, 1)
+    check_vitest("my-worker", ci["npm test"].output, ci["npm test"].seconds)
+    check_dry_run("my-worker", service, ci["npx wrangler deploy --dry-run --outdir dist"].output,
+                  gateway="my-gateway")
+    # The evals against the fake (its failing case: tests/test_worker_openai_sdks.py).
+    assert "passed 5 of 5: 100% (threshold 80%)" in ci["npm run eval:fake"].output
+
+    # A wrangler.toml change without regenerated types fails the types step.
+    wrangler = service / "wrangler.toml"
+    wrangler.write_text(wrangler.read_text().replace(
+        'AI_GATEWAY_ID = "my-gateway"', 'AI_GATEWAY_ID = "my-gateway"\nNEW_SETTING = "x"', 1))
+    git(service, "commit", "-qam", "a new var, types not regenerated")
+    (types_step,) = [s for s in steps_of(load(service / ".github/workflows/ci.yml"))
+                     if "cf-typegen" in s.get("run", "")]
+    result = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", types_step["run"]],
+        cwd=service, env=env, capture_output=True, text=True, timeout=300,
+        stdin=subprocess.DEVNULL)
+    assert result.returncode != 0
+    # wrangler's own check (or, after `npm ci` regenerated them, git diff) names it
+    said = result.stdout + result.stderr
+    assert "worker-configuration.d.ts are out of date" in said or "NEW_SETTING" in said
 
 
 def rendered_update_command(service: Path) -> str:

@@ -4,9 +4,10 @@ Each variant (VARIANTS, in worker_toolchain.py: unified-billing, request-headers
 all-request-headers, all-byok) is rendered once, then for real: `npm install`, `npm run typecheck`,
 `npm test` (vitest inside workerd), `wrangler types --check` and `wrangler deploy --dry-run`
 (per environment too, for all-byok), `npm run lint` (Biome); its wrangler.toml (or
-wrangler.jsonc) is validated against wrangler's own JSON schema. For CI_VARIANT
-(unified-billing) the rendered ci.yml runs lint, typecheck, types check, vitest, dry-run deploy
-and `npm ci` instead, with the same assertions (tests/test_workflows.py): each runs once per variant.
+wrangler.jsonc) is validated against wrangler's own JSON schema. For CI_VARIANT's code shape
+(unified-billing, the default answers) the quick start's Worker runs its rendered ci.yml's
+typecheck, types check, vitest, dry-run deploy and `npm ci` instead, with the same assertions
+(tests/test_quick_start.py): each runs once per code shape; lint runs here for every variant.
 Needs Node >= 22.12: without it these tests fail (never skip) with a message that says how to
 get it. Measured numbers land in .cache/worker-metrics.json.
 """
@@ -303,7 +304,7 @@ def test_wrangler_toml_matches_wranglers_schema(worker_project, name):
     assert list(validator.iter_errors({**config, "ai": {"binding": "AI", "gateway": [{"id": "x"}]}}))
 
 
-@pytest.mark.parametrize("name", one_worker_each(TOOLCHAIN_VARIANTS))  # CI_VARIANT: its ci.yml's `npm run lint`
+@pytest.mark.parametrize("name", one_worker_each(VARIANTS))  # CI_VARIANT too: its odd description
 def test_lint_clean_as_rendered(worker_project, name):
     project = worker_project(name)
     # What `npm run lint` runs, without npm's start-up.
@@ -377,7 +378,7 @@ def test_plain_fetch_benchmark_worker_is_the_rendered_worker_with_one_module_swa
     assert not vitest_counts(result.output).get("failed")
 
 
-@pytest.mark.parametrize("name", one_worker_each(TOOLCHAIN_VARIANTS))  # CI_VARIANT: its ci.yml's typecheck and types steps
+@pytest.mark.parametrize("name", one_worker_each(TOOLCHAIN_VARIANTS))  # CI_VARIANT's shape: the quick start's ci.yml
 def test_typecheck(worker_project, name):
     project = worker_project(name)
     # `npm install` ran cf-typegen (the prepare script): the types match wrangler.toml.
@@ -387,14 +388,14 @@ def test_typecheck(worker_project, name):
     METRICS[name]["typecheck s"] = round(result.seconds, 1)
 
 
-@pytest.mark.parametrize("name", one_worker_each(TOOLCHAIN_VARIANTS))  # CI_VARIANT: its ci.yml's `npm test`
+@pytest.mark.parametrize("name", one_worker_each(TOOLCHAIN_VARIANTS))  # CI_VARIANT's shape: the quick start's ci.yml
 def test_rendered_vitest_suite_passes_in_workerd(worker_project, name):
     project = worker_project(name)
     result = project.run("npm", "test").check()
     check_vitest(name, result.output, result.seconds)
 
 
-@pytest.mark.parametrize("name", one_worker_each(TOOLCHAIN_VARIANTS))  # CI_VARIANT: its ci.yml's dry-run deploy
+@pytest.mark.parametrize("name", one_worker_each(TOOLCHAIN_VARIANTS))  # CI_VARIANT's shape: the quick start's ci.yml
 def test_dry_run_deploy(worker_project, name):
     project = worker_project(name)
     result = project.run(WRANGLER, "deploy", "--dry-run", "--outdir", "dist").check()

@@ -6,11 +6,10 @@ audits with no finding, and say what it runs: the commands the issue asks for, a
 pinned to full commit SHAs, least-privilege permissions, no persisted credentials.
 Their shell steps run for real: each target's ci.yml, verbatim, on a fresh render after the
 owner's first install (npm install / uv sync, committed), and gateway.yml's against the
-loopback Cloudflare API. The Python service's ci.yml runs on the service the README's quick
-start rendered (tests/test_quick_start.py, with run_ci from here, its uv sync and its suite's
-run). The Worker's ci.yml runs on the CI_VARIANT Worker of
-tests/test_worker_target.py, and its steps are that variant's lint, typecheck, types, vitest
-and dry-run checks, asserted as tests/test_worker_target.py asserts them for the other variants.
+loopback Cloudflare API. Each target's ci.yml runs on the service the README's quick start
+rendered (tests/test_quick_start.py, with run_ci from here, after the next steps' install and
+test run); the Worker's steps are its code shape's typecheck, types, vitest and dry-run checks,
+asserted as tests/test_worker_target.py asserts them for the other variants.
 """
 from __future__ import annotations
 
@@ -26,15 +25,7 @@ import pytest
 import yaml
 from conftest import ACCOUNT_ID, TEMPLATE_ROOT, render
 from fake_cloudflare_api import GATEWAYS, LIST, READ_ONLY_TOKEN, TOKEN, FakeCloudflareAPI
-from worker_toolchain import (
-    CI_VARIANT,
-    METRICS,
-    Result,
-    check_dry_run,
-    check_lint,
-    check_vitest,
-    run,
-)
+from worker_toolchain import Result, run
 
 BIN = Path(sys.executable).parent
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
@@ -277,59 +268,6 @@ def run_ci(project: Path, env: dict[str, str],
             f"ci.yml step {step['run']!r} exited {result.returncode}:\n{result.output[-5000:]}")
         done[step["run"]] = result
     return done
-
-
-# Its own unit (tests/scheduling.py), not in CI_VARIANT's xdist group, the longest chain of
-# tests on one worker: on another worker its install starts from the run's first one
-# (worker_toolchain.NpmSeeds, seconds), and ci.yml's `npm ci` reinstalls it anyway.
-@pytest.mark.standalone
-def test_worker_ci_steps_pass_on_the_rendered_worker(worker_project):
-    """The owner's first day: npm install, commit everything, push; CI runs ci.yml (its
-    `npm ci` reinstalls from the package-lock.json the first install wrote). Its steps are this
-    variant's lint, typecheck, types check, vitest and dry-run deploy: test_worker_target.py
-    runs them for the other variants only, and here they must show what they show there; and the
-    evals, against the fake gateway under `wrangler dev --local`."""
-    from template_repo import git, init_project
-
-    project = worker_project(CI_VARIANT)  # rendered and `npm install`-ed once per run
-    # `npm install` ran cf-typegen (the prepare script): the types are committed with the lock.
-    assert (project.path / "worker-configuration.d.ts").is_file()
-    init_project(project.path, "first install: package-lock.json, worker-configuration.d.ts")
-    env = project.env  # actions/setup-node: Node 22 and npm on PATH
-
-    done = run_ci(project.path, env)
-    assert len(done) == 7
-    assert (project.path / "node_modules/wrangler/package.json").is_file()
-    # The steps, by what they run (test_worker_ci_runs_every_check_and_a_dry_run_deploy pins the
-    # exact list): the same checks as test_worker_target.py's per-variant tests.
-    scripts = json.loads((project.path / "package.json").read_text())["scripts"]
-    assert scripts["lint"] == "biome check ." and scripts["typecheck"] == "tsc --noEmit"
-    assert scripts["test"] == "vitest run"
-    check_lint(done["npm run lint"].output)  # test_lint_clean_as_rendered
-    METRICS.setdefault(CI_VARIANT, {})["typecheck s"] = round(done["npm run typecheck"].seconds, 1)
-    check_vitest(CI_VARIANT, done["npm test"].output, done["npm test"].seconds)
-    check_dry_run(CI_VARIANT, project.path, done["npx wrangler deploy --dry-run --outdir dist"].output)
-    # The evals against the fake (its failing case: tests/test_worker_openai_sdks.py).
-    assert "passed 5 of 5: 100% (threshold 80%)" in done["npm run eval:fake"].output
-
-    # A wrangler.toml change without regenerated types fails the types step.
-    wrangler = project.path / "wrangler.toml"
-    wrangler.write_text(wrangler.read_text().replace(
-        'AI_GATEWAY_ID = "demo-gw"', 'AI_GATEWAY_ID = "demo-gw"\nNEW_SETTING = "x"', 1))
-    git(project.path, "commit", "-qam", "a new var, types not regenerated")
-    try:
-        (types_step,) = [s for s in steps(load(project.path / ".github/workflows/ci.yml"))
-                         if "cf-typegen" in s.get("run", "")]
-        result = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", types_step["run"]],
-            cwd=project.path, env=env, capture_output=True, text=True, timeout=300,
-            stdin=subprocess.DEVNULL)
-        assert result.returncode != 0
-        # wrangler's own check (or, after `npm ci` regenerated them, git diff) names it
-        said = result.stdout + result.stderr
-        assert "worker-configuration.d.ts are out of date" in said or "NEW_SETTING" in said
-    finally:  # the project is shared with the other tests of its group
-        git(project.path, "reset", "-q", "--hard", "HEAD~1")
 
 
 def test_python_version_file_is_the_images_python(projects):

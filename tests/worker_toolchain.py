@@ -43,10 +43,12 @@ RENDERED: dict[str, dict] = {
     "request-headers": {"auth_mode": "request-headers"},
     "byok": {"auth_mode": "byok", "caller_auth": "none", "wrangler_config": "jsonc"},
 }
-# The variant whose lint, typecheck, types check, vitest run and dry-run deploy run through its
-# rendered ci.yml (tests/test_workflows.py, test_worker_ci_steps_pass_on_the_rendered_worker),
+# The variant whose code shape (the default answers) the README's quick start renders as
+# my-worker: that Worker's ci.yml runs its typecheck, types check, vitest run and dry-run
+# deploy (tests/test_quick_start.py, test_worker_quick_start_next_steps_and_ci_as_written),
 # with the same assertions as test_worker_target.py's per-variant tests, which run them for the
-# other variants (TOOLCHAIN_VARIANTS): each check runs once per variant.
+# other variants (TOOLCHAIN_VARIANTS): each check runs once per code shape. Its lint runs in
+# test_worker_target.py for every variant (CI_VARIANT's odd description is in package.json).
 CI_VARIANT = "unified-billing"
 TOOLCHAIN_VARIANTS = [name for name in VARIANTS if name != CI_VARIANT]
 
@@ -140,7 +142,9 @@ def vitest_counts(output: str) -> dict[str, int]:
 
 
 # What a variant's toolchain steps must show, whether test_worker_target.py runs them
-# (TOOLCHAIN_VARIANTS) or the variant's rendered ci.yml does (CI_VARIANT, test_workflows.py).
+# (TOOLCHAIN_VARIANTS) or a rendered ci.yml does (the quick start's Worker, CI_VARIANT's code
+# shape: tests/test_quick_start.py). ``name``: a VARIANTS entry, or another Worker's name
+# (then one with the default answers).
 
 
 def check_lint(output: str) -> None:
@@ -153,20 +157,20 @@ def check_vitest(name: str, output: str, seconds: float) -> None:
     warned of no missing secret (the tests bring their own)."""
     assert "Missing required secrets" not in output and "Using secrets" not in output, output
     counts = vitest_counts(output)
-    minimum = 35 if "providers" in VARIANTS[name] else 25
+    minimum = 35 if "providers" in VARIANTS.get(name, {}) else 25
     assert counts.get("passed", 0) >= minimum and not counts.get("failed") and not counts.get("skipped"), counts
     METRICS.setdefault(name, {})["npm test s"] = round(seconds, 1)
     METRICS[name]["vitest tests"] = counts["passed"]
 
 
-def check_dry_run(name: str, project: Path, output: str) -> None:
+def check_dry_run(name: str, project: Path, output: str, gateway: str = "demo-gw") -> None:
     """`wrangler deploy --dry-run --outdir dist` at the config's top level: bundled, the
     production gateway, the multi-environment warning exactly when there are environments."""
     out = plain(output)
     assert "--dry-run: exiting now." in out
     assert (project / "dist/index.js").stat().st_size > 0
-    assert 'env.AI_GATEWAY_ID ("demo-gw")' in out
-    assert ("Multiple environments" in out) is (len(VARIANTS[name].get("environments", [])) > 1)
+    assert f'env.AI_GATEWAY_ID ("{gateway}")' in out
+    assert ("Multiple environments" in out) is (len(VARIANTS.get(name, {}).get("environments", [])) > 1)
     kib, gzip_kib = upload_size(out)
     METRICS.setdefault(name, {})["bundle KiB"], METRICS[name]["gzip KiB"] = kib, gzip_kib
     assert gzip_kib < 1024  # far below the 3 MiB (free plan) Worker size limit
