@@ -822,7 +822,7 @@ def test_the_worker_keeps_the_contract(worker_project, tmp_path):
     Three `wrangler dev` runs of one Worker. An invalid setting hidden from a caller without
     the key (test_an_anonymous_caller_learns_nothing_about_settings_python for Python) is the
     rendered suite's, in workerd (test/contract.test.ts, "tells a caller without the key
-    nothing about an invalid setting"), which test_worker_target / test_workflows run."""
+    nothing about an invalid setting"), which test_worker_target / test_quick_start run."""
     project = worker_project("unified-billing")
     dev_vars = project.path / ".dev.vars"
     problems, logs = Problems(), [tmp_path / f"dev-{n}.log" for n in range(3)]

@@ -2,7 +2,7 @@
 `uv run ty check`) on every variant: the three variants below cover every auth mode, every
 provider and both caller_auth values. ty runs once per render against this interpreter's
 environment, which has every provider SDK (requirements-dev.txt), with the project's own
-[tool.ty] configuration; tests/test_workflows.py runs it in the locked environment too.
+[tool.ty] configuration; tests/test_quick_start.py runs it (ci.yml) in the locked environment too.
 """
 from __future__ import annotations
 

@@ -210,7 +210,7 @@ def test_npm_run_eval_exits_1_when_a_case_fails(worker, worker_dir, worker_proje
     assert '  not exactly "b"' in done.stdout.splitlines()
     assert "passed 0 of 1: 0% (threshold 80%)" in done.stdout
 
-    # CI's command (ci.yml; it passes there: tests/test_workflows.py) fails the same way: its own
+    # CI's command (ci.yml; it passes there: tests/test_quick_start.py) fails the same way: its own
     # fake (scripts/fake_gateway.py --echo), its own `wrangler dev --local`, in a copy of the
     # project (its build must not touch the module's Worker), no SERVICE_API_KEY, no .dev.vars.
     copy = copy_project(worker_dir, tmp_path / "ci", worker_dir / "node_modules")

@@ -69,7 +69,7 @@ def npm_group(name: str) -> str:
 METRICS: dict[str, dict] = {}
 
 # What `npx wrangler` / `npx vitest` run in a project, without npx's start-up (~0.3 CPU-s a
-# call). ci.yml's own steps (tests/test_workflows.py) still go through npx and npm.
+# call). ci.yml's own steps (run_ci, tests/test_quick_start.py) still go through npx and npm.
 WRANGLER = "node_modules/.bin/wrangler"
 VITEST = "node_modules/.bin/vitest"
 
