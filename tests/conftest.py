@@ -62,25 +62,15 @@ def plain_template() -> Path:
 
 def render(dst: Path, **answers) -> Path:
     """Render the template (the working tree as it is) into ``dst``; return ``dst``."""
-    from unittest import mock
-
-    from copier._main import Worker
-
     data = {**BASE_ANSWERS, **answers}
-    # For each file it writes, Copier runs `git config core.fileMode` in the destination (a
-    # git process per file, some 15% of a render's CPU) to fix the index mode of files a
-    # repository there already tracks, when that repository ignores file modes. The tests
-    # render into new folders, whose files no repository tracks: the step does nothing, and
-    # is skipped. A rename of that method in Copier fails here, loudly.
-    with mock.patch.object(Worker, "_sync_git_index_executable_bit", lambda *_: None):
-        run_copy(
-            str(plain_template()),
-            str(dst),
-            data=data,
-            defaults=True,
-            unsafe=True,  # the template has a (copy-only, opt-in) task
-            quiet=True,
-        )
+    run_copy(
+        str(plain_template()),
+        str(dst),
+        data=data,
+        defaults=True,
+        unsafe=True,  # the template has a (copy-only, opt-in) task
+        quiet=True,
+    )
     return dst
 
 
