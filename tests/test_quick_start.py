@@ -6,7 +6,7 @@ README.md (so the two cannot drift) and run as pasted; then the block Copier pri
 person would see that is wider than 80 columns, fails the test.
 
 Each service then lives its owner's first day on: the lock the install wrote committed, CI
-runs ci.yml (tests/test_workflows.py's run_ci: every `run:` step as written; the one that is
+runs ci.yml (tests/workflow_steps.py's run_ci: every `run:` step as written; the one that is
 the next steps' own test run is not run twice). The Python service's README `uv run`
 commands and Dockerfile install steps work; then the template releases 0.2.0 and the
 rendered README's update command brings it (the README's "Updating" as written). One render,
@@ -26,10 +26,16 @@ from pathlib import Path
 import pytest
 import yaml
 from cases import quick_start_commands
-from test_workflows import dockerfile_stages, load, run_build_stage, run_ci
-from test_workflows import steps as steps_of
 from testkit import run
-from worker_toolchain import METRICS, check_dry_run, check_lint, check_vitest, node22_bin_dir
+from worker_toolchain import (
+    METRICS,
+    check_dry_run,
+    check_lint,
+    check_vitest,
+    node22_bin_dir,
+)
+from workflow_steps import dockerfile_stages, load, run_build_stage, run_ci
+from workflow_steps import steps as steps_of
 
 WIDTH = 80
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -7,8 +7,8 @@ pinned to full commit SHAs, least-privilege permissions, no persisted credential
 Their shell steps run for real: each target's ci.yml, verbatim, on a fresh render after the
 owner's first install (npm install / uv sync, committed), and gateway.yml's against the
 loopback Cloudflare API. Each target's ci.yml runs on the service the README's quick start
-rendered (tests/test_quick_start.py, with run_ci from here, after the next steps' install and
-test run); the Worker's steps are its code shape's typecheck, types, vitest and dry-run checks,
+rendered (tests/test_quick_start.py, with tests/workflow_steps.py's run_ci, after the next
+steps' install and test run); the Worker's steps are its code shape's typecheck, types, vitest and dry-run checks,
 asserted as tests/test_worker_target.py asserts them for the other variants.
 """
 from __future__ import annotations
@@ -22,10 +22,15 @@ import tomllib
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import ACCOUNT_ID, TEMPLATE_ROOT, render
-from fake_cloudflare_api import GATEWAYS, LIST, READ_ONLY_TOKEN, TOKEN, FakeCloudflareAPI
-from worker_toolchain import Result, run
+from fake_cloudflare_api import (
+    GATEWAYS,
+    LIST,
+    READ_ONLY_TOKEN,
+    TOKEN,
+    FakeCloudflareAPI,
+)
+from workflow_steps import dockerfile_stages, load, runs, steps
 
 BIN = Path(sys.executable).parent
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
@@ -46,22 +51,6 @@ VARIANTS = {
 def projects(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("workflows")
     return {name: render(root / name, **answers) for name, answers in VARIANTS.items()}
-
-
-def load(path: Path) -> dict:
-    # PyYAML reads the key `on` as True (YAML 1.1); GitHub reads it as "on".
-    data = yaml.safe_load(path.read_text())
-    if True in data:
-        data["on"] = data.pop(True)
-    return data
-
-
-def steps(workflow: dict) -> list[dict]:
-    return [step for job in workflow["jobs"].values() for step in job["steps"]]
-
-
-def runs(workflow: dict) -> list[str]:
-    return [step["run"] for step in steps(workflow) if "run" in step]
 
 
 def check_schema(files: list[Path]) -> None:
@@ -249,27 +238,6 @@ def test_worker_deploy_secrets_are_the_computed_required_secrets(projects):
 
 # ---- ci.yml, run for real: every `run:` step as written, in order --------------------------
 
-def run_ci(project: Path, env: dict[str, str],
-           already_passed: dict[str, Result] | None = None) -> dict[str, Result]:
-    """Run ci.yml's shell steps like GitHub's bash shell; the setup actions are ``env``.
-    Each step's script -> what it did (stderr merged into stdout), in the order they ran.
-    ``already_passed``: a step's script -> what it did when it ran (exit 0) in this project,
-    with these files and ``env``, just before (the quick start's next steps): not run twice."""
-    done = {}
-    for step in steps(load(project / ".github/workflows/ci.yml")):
-        if "run" not in step:
-            continue
-        if step["run"] in (already_passed or {}):
-            done[step["run"]] = already_passed[step["run"]]
-            continue
-        result = run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-                     project, env, timeout=900)
-        assert result.returncode == 0, (
-            f"ci.yml step {step['run']!r} exited {result.returncode}:\n{result.output[-5000:]}")
-        done[step["run"]] = result
-    return done
-
-
 def test_python_version_file_is_the_images_python(projects):
     """uv (and pyenv) read .python-version: the Python the image runs, and one that
     requires-python admits."""
@@ -282,53 +250,6 @@ def test_python_version_file_is_the_images_python(projects):
     assert build[0] == f"FROM python:{version.strip()}-slim AS build"
     assert image[0] == f"FROM python:{version.strip()}-slim"
     assert pyproject["project"]["requires-python"] == ">=3.11"
-
-
-def dockerfile_stages(text: str) -> list[list[str]]:
-    """A Dockerfile's instructions, continuation lines joined, one list per FROM."""
-    stages: list[list[str]] = []
-    for line in re.sub(r"\\\n\s*", "", text).splitlines():
-        if line.startswith("FROM "):
-            stages.append([])
-        if line.strip() and not line.startswith("#"):
-            stages[-1].append(line)
-    return stages
-
-
-def run_build_stage(stage: list[str], project: Path, workdir: Path, env: dict) -> list[str]:
-    """A build stage's COPY and RUN steps as `docker build` runs them, without Docker: COPY
-    copies from the project into ``workdir`` (the WORKDIR), a RUN sees what was copied before
-    it plus its own bind mounts, and runs with the mount flags removed. The RUN commands."""
-    import shutil
-
-    workdir.mkdir()
-    ran = []
-    for line in stage:
-        word, _, rest = line.partition(" ")
-        if word == "COPY" and not rest.startswith("--from="):
-            *sources, target = rest.split()
-            for source in sources:
-                into = workdir / target
-                if target.endswith("/"):
-                    into = into / Path(source).name
-                copy = shutil.copytree if (project / source).is_dir() else shutil.copyfile
-                copy(project / source, into)
-        elif word == "RUN":
-            mounts = [dict(option.split("=", 1) for option in flag.split(","))
-                      for flag in re.findall(r"--mount=(\S+)", rest)]
-            binds = {workdir / m["target"]: project / m["source"]
-                     for m in mounts if m["type"] == "bind"}
-            for bound, source in binds.items():
-                shutil.copyfile(source, bound)
-            command = re.sub(r"--mount=\S+\s+", "", rest)
-            result = subprocess.run(["bash", "-c", command], cwd=workdir, env=env,
-                                    capture_output=True, text=True, timeout=900,
-                                    stdin=subprocess.DEVNULL)
-            assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
-            for bound in binds:  # a bind mount lasts one RUN
-                bound.unlink()
-            ran.append(command)
-    return ran
 
 
 # ---- gateway.yml: its steps, run for real ----------------------------------------------
