@@ -1,8 +1,9 @@
 """template-update.yml: a rendered project takes the template's newest release as a pull request.
 
-A local template clone carries two releases: 0.2.0 (the working tree) and 0.3.0, which adds
+A local template clone carries two releases: OLD, the working tree as the newest version
+CHANGELOG.md names, and NEW, the next patch version, which adds
 a dependency (so the lock must change), a CHANGELOG entry and a changed README line. A
-python-app service is rendered at 0.2.0, locked (``uv lock``) and committed, once per module.
+python-app service is rendered at OLD, locked (``uv lock``) and committed, once per module.
 Each test copies it and runs the workflow's own run steps (read from the rendered
 template-update.yml: the test and the workflow cannot drift), all but the ``publish`` step,
 which needs GitHub; that one runs against a local bare ``origin`` and a ``gh`` stand-in.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -19,11 +21,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BASE_ANSWERS, run
+from conftest import BASE_ANSWERS, TEMPLATE_ROOT, run
 from copier import run_copy
 from template_repo import commit_all, git, init_project, release, template_clone
 
-OLD, NEW = "0.2.0", "0.3.0"
+# The working tree is the newest release CHANGELOG.md names; the next one is made here.
+_NEWEST = re.search(r"^## (\d+)\.(\d+)\.(\d+) - ", (TEMPLATE_ROOT / "CHANGELOG.md").read_text(),
+                    flags=re.M)
+_MAJOR, _MINOR, _PATCH = map(int, _NEWEST.groups())
+OLD, NEW = f"{_MAJOR}.{_MINOR}.{_PATCH}", f"{_MAJOR}.{_MINOR}.{_PATCH + 1}"
 BODY = "$RUNNER_TEMP/template-update.md"
 # What template-update.yml runs, in order; the last one talks to GitHub.
 STEPS = [
@@ -37,7 +43,7 @@ CHANGELOG_ENTRY = ("### Added\n\n"
                    "- Retries through `tenacity`, a new dependency: run `uv lock` after updating.")
 README_LINE = ("This project remembers where it came from in `.copier-answers.yml` "
                "(never edit it by hand).")
-README_LINE_0_3_0 = README_LINE.replace("(never", "(Copier writes it; never")
+README_LINE_NEW = README_LINE.replace("(never", "(Copier writes it; never")
 OWNER_README_LINE = README_LINE.replace("(never", "(owner: we update monthly; never")
 
 
@@ -47,11 +53,11 @@ def replace_once(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new), encoding="utf-8")
 
 
-def release_0_3_0(repo: Path) -> None:
+def release_new(repo: Path) -> None:
     replace_once(repo / "template/python-app/pyproject.toml.jinja",
                  '    "python-dotenv>=1.0",\n', '    "python-dotenv>=1.0",\n' + NEW_DEPENDENCY)
     replace_once(repo / "template/_shared/readme-updating.md.jinja", README_LINE,
-                 README_LINE_0_3_0)
+                 README_LINE_NEW)
     replace_once(repo / "CHANGELOG.md", f"\n## {OLD} - ",
                  f"\n## {NEW} - 2026-12-02\n\n{CHANGELOG_ENTRY}\n\n## {OLD} - ")
 
@@ -59,13 +65,13 @@ def release_0_3_0(repo: Path) -> None:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     repo = template_clone(tmp_path_factory.mktemp("template") / "ai-gateway-starter", OLD)
-    release(repo, NEW, release_0_3_0)
+    release(repo, NEW, release_new)
     return repo
 
 
 @pytest.fixture(scope="module")
 def service(template, tmp_path_factory) -> Path:
-    """demo-svc rendered at 0.2.0, its uv.lock made and everything committed."""
+    """demo-svc rendered at OLD, its uv.lock made and everything committed."""
     project = tmp_path_factory.mktemp("rendered") / "demo-svc"
     run_copy(str(template), str(project), data={**BASE_ANSWERS, "language": "python-app"},
              defaults=True, unsafe=True, vcs_ref=OLD, quiet=True)
