@@ -6,8 +6,9 @@
 // written. --local starts this Worker for the run instead (`wrangler dev --local` on a free
 // port, stopped at the end) with AI_GATEWAY_BASE_URL, CLOUDFLARE_API_BASE_URL and its secrets
 // taken from this environment, never from .dev.vars: `npm run eval:fake` runs it that way in
-// front of scripts/fake_gateway.py, which sets them all to stand-ins (what CI runs). Exit 0 at or over the threshold, 1 under it (or when feedback failed), 2 when the
-// dataset or an option cannot be used. The same dataset and scorers as the Python service's
+// front of scripts/fake_gateway.py, which sets them all to stand-ins (what CI runs). Exit 0 at
+// or over the threshold, 1 under it (or when feedback failed), 2 when the dataset or an option
+// cannot be used. The same dataset and scorers as the Python service's
 // `python -m <package> eval`: exact (the reply, trimmed), contains (case-insensitive), regex,
 // json_schema (a subset: type, enum, const, properties, required, additionalProperties false,
 // items, minItems, maxItems, minLength, maxLength, pattern, minimum, maximum) and judge
@@ -292,11 +293,9 @@ async function startWorker(env) {
     gone = true;
   });
   while (!gone && Date.now() < giveUp) {
-    try {
-      if ((await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) })).ok) return { url, stop };
-    } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    const health = fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
+    if (await health.then((answer) => answer.ok, () => false)) return { url, stop };
+    await new Promise((resolve) => setTimeout(resolve, 100)); // not up yet, or not healthy
   }
   await stop();
   throw new UsageError(`wrangler dev --local did not start:\n${output.trim()}`);
