@@ -2,12 +2,15 @@
 the Worker variants and the session fixtures that render and npm-install them."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
@@ -316,17 +319,12 @@ class NpmSeeds:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
 
-    def lock(self):
-        import contextlib
-        import fcntl
-
-        @contextlib.contextmanager
-        def held():
-            with (self.root / ".lock").open("a") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX)  # released on close, or if this process dies
-                yield
-
-        return held()
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """The run-wide lock on choosing a seed (and on a full install, until published)."""
+        with (self.root / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released on close, or if this process dies
+            yield
 
     def best(self, wanted: set[tuple[str, str]]) -> Path | None:
         """The published node_modules with the most of ``wanted`` in common, if any."""
