@@ -130,7 +130,7 @@ def test_package_json(rendered):
     assert scripts["prepare"] == "node scripts/callers.mjs build && WRANGLER_LOG=warn npm run -s cf-typegen"
     assert scripts["gateway:sync"] == "python3 scripts/ai_gateway.py sync"
     deps = {**package["dependencies"], **package["devDependencies"]}
-    for dep, major in [("wrangler", "^4."), ("vitest", "^5."), ("typescript", "^7."), ("openai", "^7.")]:
+    for dep, major in [("wrangler", "4."), ("vitest", "^5."), ("typescript", "^7."), ("openai", "^7.")]:
         assert deps[dep].startswith(major), (dep, deps[dep])
     assert {"@cloudflare/vitest-plugin", "@cloudflare/workers-types"} <= deps.keys()
     assert package["allowScripts"] == {"esbuild": True, "workerd": True}  # openai has none
@@ -323,6 +323,22 @@ def test_every_install_script_is_reviewed_in_allow_scripts(worker_project, name)
     package = json.loads((project.path / "package.json").read_text())
     # esbuild's and workerd's set up their binaries; @google/genai's protobufjs only prints notes.
     assert package["allowScripts"] == {"esbuild": True, "workerd": True, "protobufjs": False}
+
+
+@pytest.mark.xdist_group(npm_group(CI_VARIANT))  # its npm install, once per run
+def test_wrangler_is_the_vitest_plugins_so_one_workerd_is_installed(worker_project):
+    """package.json pins the wrangler @cloudflare/vitest-plugin pins (renovate.json leaves it
+    alone): the tests run the workerd that dev and deploy run, and npm installs it once."""
+    project = worker_project(CI_VARIANT)
+    modules = project.path / "node_modules"
+    plugin = json.loads((modules / "@cloudflare/vitest-plugin/package.json").read_text())
+    package = json.loads((project.path / "package.json").read_text())
+    assert package["devDependencies"]["wrangler"] == plugin["dependencies"]["wrangler"]
+    installed = project.run("npm", "ls", "workerd", "--all", "--parseable").check()
+    assert installed.output.split() == [str(modules / "workerd")]
+    renovate = json.loads((project.path / "renovate.json").read_text())
+    assert renovate["packageRules"][0]["matchPackageNames"] == ["wrangler"]
+    assert renovate["packageRules"][0]["enabled"] is False
 
 
 @pytest.mark.xdist_group(npm_group(CI_VARIANT))  # its npm install, once per run
