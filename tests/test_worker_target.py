@@ -207,6 +207,8 @@ def test_only_chosen_providers_are_rendered(rendered, name, chosen):
     deps = json.loads((project / "package.json").read_text())["dependencies"]
     assert ("@anthropic-ai/sdk" in deps) is ("anthropic" in chosen)
     assert ("@google/genai" in deps) is ("google-ai-studio" in chosen)
+    # The tests pre-bundle exactly the SDKs the Worker depends on.
+    assert f"const SDKS = {json.dumps(sorted(deps))};" in (project / "vitest.config.ts").read_text()
     readme = (project / "README.md").read_text()
     provider_tests = (project / "test/providers.test.ts").read_text()
     for provider in ALL_PROVIDERS:
