@@ -85,9 +85,6 @@ def run(args, cwd: Path | str | None = None, env: dict[str, str] | None = None,
         check=False,
     )
     seconds = time.perf_counter() - start
-    if os.environ.get("TESTKIT_CPU_LOG"):
-        with open(os.environ["TESTKIT_CPU_LOG"], "a") as log:
-            log.write(f"{_children_cpu() - cpu_before:6.1f} {seconds:6.1f} {' '.join(argv)[:150]!r}\n")
     return Result(argv, proc.returncode, proc.stdout, proc.stderr or "", seconds,
                   _children_cpu() - cpu_before)
 
