@@ -649,7 +649,7 @@ def pool_limits(project: Path | None) -> dict:
     text = "\n".join(p.read_text() for p in (project / "src" / package_of(project)).glob("*.py"))
     found = {}
     for setting, key, default in (("UPSTREAM_MAX_CONNECTIONS", "max_connections", 100),
-                                  ("UPSTREAM_MAX_KEEPALIVE", "max_keepalive", 20)):
+                                  ("UPSTREAM_MAX_KEEPALIVE", "max_keepalive", 100)):
         if setting.lower() in text.lower():
             found[key] = default
     return found or {"max_connections": 100, "note": "no pool setting in the service: httpx's default"}
