@@ -235,7 +235,9 @@ def test_hook_with_cf_api_token_only(project, fake):
 
 
 def test_hook_says_what_it_runs_and_gives_up_in_time(project, fake):
-    """Against a server that drips one byte a second, the script's deadline ends the task."""
+    """Against a server that drips one byte a second (for over 15 minutes), the script's own
+    1 s deadline ends the task: its words say so, before the hook's kill (at 1 + 5 s) and long
+    before the drip ends. The bound is loose on purpose: a busy runner starts Python slowly."""
     server = DrippingServer()
     try:
         started = time.monotonic()
@@ -244,7 +246,8 @@ def test_hook_says_what_it_runs_and_gives_up_in_time(project, fake):
         elapsed = time.monotonic() - started
     finally:
         server.close()
-    assert elapsed < 3, elapsed
+    assert elapsed < 60, elapsed
+    assert "the script was stopped" not in proc.stdout  # its deadline ended it, not the hook
     lines = proc.stdout.splitlines()
     assert f"create_gateway: running `{RETRY} --timeout 1` (gives up after 1 s)" in lines
     assert "--timeout 1s bounds the whole command" in proc.stderr
@@ -257,7 +260,7 @@ def test_hook_stops_a_script_that_overruns_its_deadline(project, fake):
     (project / "scripts" / "ai_gateway.py").write_text("import time\ntime.sleep(120)\n")
     started = time.monotonic()
     proc = run_hook(project, fake, AI_GATEWAY_TIMEOUT="0.1")  # + the hook's 5 s of grace
-    assert time.monotonic() - started < 9
+    assert time.monotonic() - started < 60  # the script would sleep 120 s
     assert "create_gateway: gave up after 5.1 s (the script was stopped)." in proc.stdout
     assert f"cd {project} && {RETRY}" in proc.stdout
 
